@@ -1,0 +1,419 @@
+"""Network → polynomial optimization problems (POPs) whose maximum bounds the Lipschitz constant.
+
+For a scalar target ``f = cᵀN`` and input norm ℓp (dual ℓq), ``L_p(f) = sup_x ‖∇f(x)‖_q`` with
+``∇f = W_1ᵀ D_1 ⋯ W_Lᵀ D_L W_{L+1}ᵀ c``. Relaxing ``σ'(z_{l,j})`` to ``s_{l,j} ∈ [lo, hi]`` gives
+
+* ℓ∞ input: ``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c`` over ``t ∈ [−1,1]^n``;
+  multilinear on a box, so the max is at a vertex: ``t = 2u − 1``, ``s = lo + (hi − lo)u``,
+  ``u ∈ {0,1}`` (one binary POP per scalar target).
+* ℓ1 input: ``max_i |∂f/∂x_i|``: for each coordinate i and sign ±, the POP ``±P_i(s)``.
+* ℓ2 input: ``max_s ‖G(s)‖²`` with ``G(s) = W_1ᵀ diag(s_1) ⋯ W_{L+1}ᵀ c``; convex in each
+  ``s_j`` separately, so again a vertex maximum; the bound is the square root.
+
+Each POP is over binary ``u`` and carries ``rounding_slack``: a bound on the floating-point
+error of its coefficients, added to any certified value downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import LipoptError
+from .network import Network, hidden_derivative_ranges
+from .polynomial import PAD, Polynomial
+
+NORMS = ("inf", "2", "1")
+EPS = float(np.finfo(float).eps)
+DEFAULT_MAX_PATHS = 20_000_000
+
+
+def parse_norm(norm: str | float | int) -> str:
+    """Canonical norm name: ``"inf"``, ``"2"`` or ``"1"``."""
+    key = str(norm).strip().lower().replace("l", "").replace("ℓ", "")
+    key = {"infinity": "inf", "∞": "inf", "1.0": "1", "2.0": "2", "oo": "inf"}.get(key, key)
+    if key not in NORMS:
+        raise LipoptError(f"unknown norm {norm!r}; choose one of: inf, 2, 1")
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# Target and domain
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """Scalar targets ``f_k = c_kᵀ N``; the reported constant is the max over ``k``."""
+
+    vectors: np.ndarray  # (k, out_dim)
+    labels: tuple[str, ...]
+    kind: str  # "output" | "margin" | "vector" | "all-outputs"
+
+    def to_dict(self) -> dict:
+        d: dict = {"kind": self.kind, "labels": list(self.labels)}
+        if self.kind == "vector":
+            d["c"] = self.vectors[0].tolist()
+        return d
+
+
+def make_target(
+    net: Network,
+    output: int | None = None,
+    margin: tuple[int, int] | None = None,
+    vector: np.ndarray | None = None,
+) -> Target:
+    """``--output i`` → ``e_i``; ``--margin i j`` → ``e_i − e_j``; a vector; else every output."""
+    m = net.output_dim
+    given = sum(x is not None for x in (output, margin, vector))
+    if given > 1:
+        raise LipoptError("choose at most one of output, margin and vector")
+
+    def check(i: int) -> int:
+        if not isinstance(i, int | np.integer) or not 0 <= int(i) < m:
+            raise LipoptError(f"output index {i} is out of range: the network has {m} outputs (0..{m - 1})")
+        return int(i)
+
+    if output is not None:
+        i = check(output)
+        return Target(np.eye(m)[[i]], (f"output {i}",), "output")
+    if margin is not None:
+        i, j = check(margin[0]), check(margin[1])
+        if i == j:
+            raise LipoptError("a margin needs two different outputs")
+        c = np.zeros((1, m))
+        c[0, i], c[0, j] = 1.0, -1.0
+        return Target(c, (f"margin {i}-{j}",), "margin")
+    if vector is not None:
+        c = np.asarray(vector, dtype=float).ravel()
+        if c.shape != (m,) or not np.all(np.isfinite(c)):
+            raise LipoptError(f"target vector must have {m} finite entries, got shape {c.shape}")
+        return Target(c[None, :], ("vector",), "vector")
+    return Target(np.eye(m), tuple(f"output {i}" for i in range(m)), "all-outputs")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Input box ``[lo, hi]`` for local bounds; ``None`` everywhere means global."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    description: str = "box"
+
+    def to_dict(self) -> dict:
+        return {
+            "description": self.description,
+            "lo_min": float(self.lo.min()),
+            "hi_max": float(self.hi.max()),
+            "dim": int(self.lo.size),
+        }
+
+
+def make_domain(
+    net: Network,
+    box: tuple[float, float] | tuple[np.ndarray, np.ndarray] | None = None,
+    center: np.ndarray | None = None,
+    eps: float | None = None,
+) -> Domain | None:
+    """A box ``[lo, hi]`` (scalars broadcast) or an ℓ∞ ball ``center ± eps``; None = global."""
+    n = net.input_dim
+    if box is not None and center is not None:
+        raise LipoptError("give either a box or a center with a radius, not both")
+    if box is not None:
+        lo = np.broadcast_to(np.asarray(box[0], dtype=float), (n,)).copy()
+        hi = np.broadcast_to(np.asarray(box[1], dtype=float), (n,)).copy()
+        if np.any(lo > hi) or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise LipoptError("the box needs finite bounds with LO <= HI")
+        return Domain(lo, hi, f"box [{lo.min():g}, {hi.max():g}]^{n}")
+    if center is not None:
+        if eps is None or not np.isfinite(eps) or eps < 0:
+            raise LipoptError("a center needs a finite radius --eps >= 0")
+        x0 = np.asarray(center, dtype=float).ravel()
+        if x0.shape != (n,):
+            raise LipoptError(f"the center has {x0.size} entries but the network has {n} inputs")
+        return Domain(x0 - eps, x0 + eps, f"center ± {eps:g} (ℓ∞ ball)")
+    if eps is not None:
+        raise LipoptError("--eps needs --center")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables and problems
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VariableTable:
+    """Per variable of the norm-gradient polynomial: kind (``t``/``s``), layer, neuron, range."""
+
+    kind: np.ndarray  # '<U1': "t" or "s"
+    layer: np.ndarray  # 0 for t, l ≥ 1 for s_l
+    neuron: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.kind))
+
+    def names(self) -> list[str]:
+        return [
+            f"t{j}" if k == "t" else f"s{l}_{j}"
+            for k, l, j in zip(self.kind, self.layer, self.neuron, strict=True)
+        ]
+
+    def subset(self, idx: np.ndarray) -> VariableTable:
+        return VariableTable(self.kind[idx], self.layer[idx], self.neuron[idx], self.lo[idx], self.hi[idx])
+
+
+@dataclass(frozen=True)
+class BinaryPOP:
+    """``max p(u)`` over ``u ∈ {0,1}^n``; ``variables[i]`` says which t/s variable ``u_i`` encodes.
+
+    The true maximum is ≤ any upper bound of ``max p`` plus ``rounding_slack``.
+    """
+
+    polynomial: Polynomial
+    variables: VariableTable
+    label: str
+    rounding_slack: float = 0.0
+
+    @property
+    def n_vars(self) -> int:
+        return self.polynomial.n_vars
+
+    @property
+    def degree(self) -> int:
+        return self.polynomial.degree
+
+
+@dataclass(frozen=True)
+class LipschitzProblem:
+    """``L ≤ transform(max_k max pop_k)``, with ``transform`` ``identity`` or ``sqrt``."""
+
+    norm: str
+    target: Target
+    domain: Domain | None
+    pops: tuple[BinaryPOP, ...]
+    transform: str = "identity"
+    gradient_polynomials: tuple[Polynomial, ...] = field(default=(), repr=False)
+    variables: VariableTable | None = field(default=None, repr=False)
+
+    def combine(self, values: list[float]) -> float:
+        """Lipschitz bound from per-POP upper bounds (each already including its slack)."""
+        v = max(values)
+        if self.transform == "sqrt":
+            return float(np.sqrt(max(v, 0.0)) * (1 + 4 * EPS))
+        return float(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# Path enumeration: the norm-gradient polynomial
+# ---------------------------------------------------------------------------------------------
+def _as_csr(w) -> sp.csr_matrix:
+    return w.tocsr() if sp.issparse(w) else sp.csr_matrix(np.asarray(w))
+
+
+def count_paths(net: Network, c: np.ndarray) -> int:
+    """Number of monomials (non-zero input→output paths) of the norm-gradient polynomial."""
+    w_out = np.asarray(net.layers[-1].weight.T @ c).ravel()
+    count = (w_out != 0).astype(float)
+    for layer in reversed(net.layers[:-1]):
+        pattern = _as_csr(layer.weight)
+        pattern = sp.csr_matrix((np.ones_like(pattern.data), pattern.indices, pattern.indptr), pattern.shape)
+        count = np.asarray(pattern.T @ count).ravel()
+    return int(count.sum())
+
+
+def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) -> VariableTable:
+    """Variables ``t_0 … t_{n0−1}, s_{1,·}, …, s_{L,·}`` in that global order."""
+    n0 = net.input_dim
+    kinds = [np.full(n0, "t")]
+    layers = [np.zeros(n0, dtype=int)]
+    neurons = [np.arange(n0)]
+    los, his = [np.full(n0, -1.0)], [np.full(n0, 1.0)]
+    for l, (lo, hi) in enumerate(ranges, start=1):
+        k = len(lo)
+        kinds.append(np.full(k, "s"))
+        layers.append(np.full(k, l))
+        neurons.append(np.arange(k))
+        los.append(np.asarray(lo, dtype=float))
+        his.append(np.asarray(hi, dtype=float))
+    return VariableTable(
+        np.concatenate(kinds), np.concatenate(layers), np.concatenate(neurons),
+        np.concatenate(los), np.concatenate(his),
+    )
+
+
+def gradient_polynomial(
+    net: Network, c: np.ndarray, max_paths: int = DEFAULT_MAX_PATHS
+) -> Polynomial:
+    """``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c`` over the variables of
+    :func:`variable_table` (one monomial per non-zero path).
+
+    Built backwards from the output by vectorized CSR expansion: every partial path ending at
+    neuron ``i`` of layer ``l`` is repeated once per non-zero ``W_l[i, j]`` and extended to ``j``.
+    """
+    n_paths = count_paths(net, c)
+    if n_paths > max_paths:
+        raise LipoptError(
+            f"the norm-gradient polynomial has {n_paths:,} monomials (paths), above the limit of "
+            f"{max_paths:,}; use a smaller network, a local domain, or raise max_paths"
+        )
+    sizes = net.widths[:-1]  # n0, n1, …, nL
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n_vars = int(offsets[-1])
+    w_out = np.asarray(net.layers[-1].weight.T @ c).ravel()
+    L = net.depth
+    ends = np.flatnonzero(w_out)
+    coef = w_out[ends]
+    cols = [ends + offsets[L]] if L >= 1 else []
+    if L == 0:
+        return Polynomial.from_terms((ends + offsets[0])[:, None].astype(np.int32), coef, n_vars)
+    for l in range(L, 0, -1):  # layer weight W_l maps layer l-1 → l
+        w = _as_csr(net.layers[l - 1].weight)
+        w.eliminate_zeros()
+        counts = np.diff(w.indptr)[ends]
+        rep = np.repeat(np.arange(len(ends)), counts)
+        starts = np.repeat(w.indptr[ends], counts)
+        within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+        nz = starts + within
+        coef = coef[rep] * w.data[nz]
+        cols = [col[rep] for col in cols]
+        ends = w.indices[nz]
+        cols.append(ends + offsets[l - 1])
+    supports = np.stack(cols[::-1], axis=1).astype(np.int32)  # t, s_1, …, s_L ascending
+    return Polynomial.from_terms(supports, coef, n_vars)
+
+
+def _widen(lo: np.ndarray, hi: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Outward rounding of derivative ranges computed with transcendental functions."""
+    if exact:
+        return lo, hi
+    return lo - 8 * EPS * np.abs(lo), hi + 8 * EPS * np.abs(hi)
+
+
+def derivative_ranges(net: Network, domain: Domain | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    box = None if domain is None else (domain.lo, domain.hi)
+    ranges = hidden_derivative_ranges(net, box)
+    return [
+        _widen(lo, hi, layer.activation.is_piecewise_linear)
+        for (lo, hi), layer in zip(ranges, net.layers[:-1], strict=True)
+    ]
+
+
+def _binarize(
+    poly: Polynomial, variables: VariableTable, label: str, extra_error: float = 0.0
+) -> BinaryPOP:
+    """Substitute ``v = lo + (hi − lo) u`` for every variable, drop fixed ones, renumber."""
+    poly_u, abs_mass = poly.substitute_affine(variables.lo, variables.hi - variables.lo)
+    used = poly_u.variables_used()
+    free = used[variables.hi[used] > variables.lo[used]]
+    poly_u, keep = poly_u.restrict(free)
+    # Each expanded term is a product of ≤ 2(D+1) rounded factors, then merged by naive
+    # summation: error ≤ (2(D+1) + summands) · eps · Σ|terms| (Higham, §3.1 and §4.2).
+    width = poly.supports.shape[1]
+    n_expanded = poly.num_terms << width  # upper bound on summands merged into one coefficient
+    slack = (4 * (width + 2) + n_expanded) * EPS * abs_mass
+    slack += 16 * EPS * poly_u.abs_coef_sum() + extra_error
+    return BinaryPOP(poly_u, variables.subset(keep), label, float(slack))
+
+
+def build_problem(
+    net: Network,
+    norm: str = "inf",
+    target: Target | None = None,
+    domain: Domain | None = None,
+    max_paths: int = DEFAULT_MAX_PATHS,
+) -> LipschitzProblem:
+    """The binary POPs whose maxima bound ``L_norm(f)`` for every scalar target in ``target``."""
+    norm = parse_norm(norm)
+    target = target if target is not None else make_target(net)
+    ranges = derivative_ranges(net, domain)
+    table = variable_table(net, ranges)
+    n0 = net.input_dim
+    grads: list[Polynomial] = []
+    pops: list[BinaryPOP] = []
+    for c, label in zip(target.vectors, target.labels, strict=True):
+        P = gradient_polynomial(net, c, max_paths)
+        grads.append(P)
+        # a path coefficient is a product of L+1 rounded weights: relative error (L+1)·eps
+        path_err = (net.depth + 2) * EPS * P.abs_coef_sum()
+        if norm == "inf":
+            pops.append(_binarize(P, table, label, path_err * _range_mass(table, net.depth + 1)))
+        else:
+            pops.extend(_coordinate_pops(P, table, n0, label, norm, path_err, net.depth))
+    return LipschitzProblem(
+        norm, target, domain, tuple(pops), "sqrt" if norm == "2" else "identity",
+        tuple(grads), table,
+    )
+
+
+def _range_mass(table: VariableTable, degree: int) -> float:
+    """``max(1, max |v|)^degree``: turns a coefficient error into a value error on the box."""
+    return float(max(1.0, np.max(np.maximum(np.abs(table.lo), np.abs(table.hi)))) ** degree)
+
+
+def _split_by_input(P: Polynomial, n0: int) -> list[Polynomial]:
+    """``P = Σ_i t_i P_i(s)``: return ``P_i`` (over the same variable numbering, no t)."""
+    t_idx = P.supports[:, 0]
+    rest = P.supports[:, 1:]
+    if rest.shape[1] == 0:
+        rest = np.full((len(t_idx), 1), PAD, dtype=np.int32)
+    order = np.argsort(t_idx, kind="stable")
+    bounds = np.searchsorted(t_idx[order], np.arange(n0 + 1))
+    return [
+        Polynomial.from_terms(rest[order[a:b]], P.coef[order[a:b]], P.n_vars)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _coordinate_pops(
+    P: Polynomial, table: VariableTable, n0: int, label: str, norm: str, path_err: float,
+    depth: int,
+) -> list[BinaryPOP]:
+    parts = _split_by_input(P, n0)
+    scale = _range_mass(table, depth)
+    if norm == "1":
+        pops = []
+        for i, Pi in enumerate(parts):
+            if Pi.num_terms == 0:
+                continue
+            pops.append(_binarize(Pi, table, f"{label}, input {i}, +", path_err * scale))
+            pops.append(_binarize(-Pi, table, f"{label}, input {i}, −", path_err * scale))
+        return pops or [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
+    # ℓ2: ‖G(s)‖² = Σ_i P_i(s)² after binarization (u² = u on the binary variables).
+    binary = [_binarize(Pi, table, label) for Pi in parts if Pi.num_terms]
+    if not binary:
+        return [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
+    return [_sum_of_squares(binary, table, label, path_err * scale)]
+
+
+def _sum_of_squares(
+    parts: list[BinaryPOP], table: VariableTable, label: str, path_err: float
+) -> BinaryPOP:
+    """``Σ_i p_i(u)²`` over the union of the parts' binary variables (reduced by u² = u)."""
+    # Put every part on the common variable numbering of the table first.
+    union = np.unique(np.concatenate([_table_index(table, p.variables) for p in parts]))
+    total: Polynomial | None = None
+    mass = 0.0
+    slack_lin = 0.0
+    for p in parts:
+        glob = _table_index(table, p.variables)
+        local = np.searchsorted(union, glob)
+        s = p.polynomial.supports
+        remapped = np.where(s == PAD, PAD, local[np.where(s == PAD, 0, s)]).astype(np.int32)
+        q = Polynomial.from_terms(remapped, p.polynomial.coef, len(union))
+        sq = q.multiply(q, binary=True)
+        mass += q.abs_coef_sum() ** 2
+        slack_lin += p.rounding_slack * (2 * q.abs_coef_sum() + p.rounding_slack)
+        total = sq if total is None else total + sq
+    assert total is not None
+    n_products = sum(p.polynomial.num_terms**2 for p in parts)
+    slack = (8 + n_products) * EPS * mass + slack_lin + 2 * path_err * np.sqrt(mass) + path_err**2
+    return BinaryPOP(total, table.subset(union), label, float(slack))
+
+
+def _table_index(table: VariableTable, sub: VariableTable) -> np.ndarray:
+    """Global table positions of the variables in ``sub`` (matched by kind, layer, neuron)."""
+    key = lambda t: np.where(t.kind == "t", 0, t.layer) * 10_000_000 + t.neuron  # noqa: E731
+    full = key(table)
+    order = np.argsort(full)
+    return order[np.searchsorted(full[order], key(sub))]
