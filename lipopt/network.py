@@ -91,7 +91,8 @@ class Activation:
     def derivative_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Interval ``[dlo, dhi] ⊇ {σ'(z) : lo ≤ z ≤ hi}`` (Clarke derivative at kinks).
 
-        (Leaky) ReLU: ``[α, 1]`` if ``lo < 0 < hi``; ``1`` if ``lo ≥ 0``; ``α`` if ``hi ≤ 0``.
+        (Leaky) ReLU: ``[α, 1]`` if ``lo < 0 < hi``; ``1`` if ``lo ≥ 0``; ``α`` if ``hi ≤ 0``
+        (and ``[α, 1]`` for the degenerate interval ``{0}``).
         tanh/sigmoid: σ' is unimodal with its peak at 0. elu/softplus: σ' is non-decreasing.
         Infinite endpoints (global bounds) are allowed.
         """
@@ -102,8 +103,9 @@ class Activation:
             return np.ones_like(lo), np.ones_like(lo)
         if n in ("relu", "leaky_relu"):
             low_slope = 0.0 if n == "relu" else a
-            dlo = np.where(lo >= 0, 1.0, low_slope)
-            dhi = np.where(hi <= 0, low_slope, 1.0)
+            # a degenerate interval {0} keeps the whole Clarke range [α, 1]
+            dlo = np.where((lo >= 0) & (hi > 0), 1.0, low_slope)
+            dhi = np.where((hi <= 0) & (lo < 0), low_slope, 1.0)
             return dlo, dhi
         if n in ("tanh", "sigmoid"):
             with np.errstate(invalid="ignore"):

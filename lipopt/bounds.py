@@ -1,0 +1,484 @@
+"""Bounds on ``L_p(f)``: naive norm products, lower bounds, and the chain of certified relaxations.
+
+Upper bounds (all valid in floating point):
+
+* ``naive``: ``‖W_{L+1}ᵀ c‖_q · Π_l ‖M_l W_l‖_{p→p}`` with ``M_l = diag(max |σ'|)`` per neuron
+  (operator norms: ℓ∞ max row sum, ℓ1 max column sum, ℓ2 largest singular value).
+* ``abs-product``: ``|∇f| ≤ v = |W_1|ᵀ M_1 ⋯ |W_L|ᵀ M_L |W_{L+1}ᵀ c|`` entrywise, so
+  ``L_p(f) ≤ ‖v‖_q``; never worse than ``naive`` for ℓ1 and ℓ∞.
+* relaxations (``lp``, ``sdp``, ``sdp+lp``, ``exact-pop``, ``lipsdp``) of the POPs of
+  :mod:`lipopt.problems`, each certified from its dual.
+
+Lower bound (``lower``): the largest ``‖∇f(x)‖_q`` found at real points of the domain, from random
+samples and multi-start ascent on a smoothed surrogate. Any such value is ≤ the true constant.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import LipoptError
+from .network import Network
+from .problems import (
+    Domain,
+    LipschitzProblem,
+    Target,
+    build_problem,
+    derivative_ranges,
+    make_target,
+    parse_norm,
+)
+
+EPS = float(np.finfo(float).eps)
+UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "exact-pop", "lipsdp")
+METHODS = UPPER_METHODS + ("lower",)
+RELAXATIONS = ("lp", "sdp", "sdp+lp")
+GLOBAL_SAMPLING_RADIUS = 10.0
+
+
+@dataclass
+class BoundResult:
+    """One row of the chain. ``value`` is an upper bound on ``L`` iff ``certified``."""
+
+    method: str
+    degree: int | None
+    value: float
+    certified: bool
+    status: str
+    time_s: float
+    build_time_s: float | None = None
+    solve_time_s: float | None = None
+    solver_value: float | None = None
+    size: dict = field(default_factory=dict)
+    solver: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("value", "solver_value"):
+            if d[k] is not None and not np.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+@dataclass
+class LowerBound:
+    value: float
+    method: str
+    point: np.ndarray | None = None
+    target: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "method": self.method}
+
+
+@dataclass
+class ChainResult:
+    network: str
+    norm: str
+    target: Target
+    domain: Domain | None
+    bounds: list[BoundResult]
+    lower_bound: LowerBound | None
+
+    @property
+    def best(self) -> BoundResult | None:
+        """The smallest certified upper bound."""
+        cert = [b for b in self.bounds if b.certified and np.isfinite(b.value)]
+        return min(cert, key=lambda b: b.value) if cert else None
+
+    @property
+    def ratio(self) -> float | None:
+        best, low = self.best, self.lower_bound
+        if best is None or low is None or low.value <= 0:
+            return None
+        return best.value / low.value
+
+    def to_dict(self) -> dict:
+        best = self.best
+        return {
+            "network": self.network,
+            "norm": self.norm,
+            "target": self.target.to_dict(),
+            "domain": None if self.domain is None else self.domain.to_dict(),
+            "bounds": [b.to_dict() for b in self.bounds],
+            "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),
+            "best": None if best is None else {"method": best.method, "degree": best.degree,
+                                               "value": best.value},
+            "ratio_to_lower": self.ratio,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------------
+def _slope_caps(net: Network, domain: Domain | None) -> list[np.ndarray]:
+    """``max |σ'|`` per hidden neuron over the domain."""
+    return [np.maximum(np.abs(lo), np.abs(hi)) for lo, hi in derivative_ranges(net, domain)]
+
+
+def _spectral_norm_upper(w) -> float:
+    """A guaranteed upper bound on ``‖W‖₂`` (largest singular value)."""
+    if sp.issparse(w) and min(w.shape) > 3000:
+        a = abs(w)
+        # ‖W‖₂ ≤ sqrt(‖W‖₁ ‖W‖∞): valid without an eigensolver for huge sparse layers
+        return float(np.sqrt(a.sum(axis=0).max() * a.sum(axis=1).max()) * (1 + 8 * EPS * max(w.shape)))
+    wd = w.toarray() if sp.issparse(w) else np.asarray(w)
+    gram = wd @ wd.T if wd.shape[0] <= wd.shape[1] else wd.T @ wd
+    lam = float(np.linalg.eigvalsh(gram)[-1])
+    # eigvalsh backward error ≤ c·n·eps·‖G‖; ‖G‖ ≤ ‖G‖_F. Rounding of the Gram product too.
+    margin = 8 * gram.shape[0] * EPS * float(np.linalg.norm(gram)) + 4 * min(wd.shape) * EPS * float(
+        (wd**2).sum()
+    )
+    return float(np.sqrt(max(lam + margin, 0.0)))
+
+
+def _operator_norm(w, norm: str) -> float:
+    if norm == "2":
+        return _spectral_norm_upper(w)
+    a = abs(w)
+    axis = 1 if norm == "inf" else 0  # ℓ∞: max row sum; ℓ1: max column sum
+    sums = np.asarray(a.sum(axis=axis)).ravel()
+    return float(sums.max() * (1 + 2 * a.shape[axis] * EPS)) if sums.size else 0.0
+
+
+def _dual_norm(v: np.ndarray, norm: str) -> float:
+    """``‖v‖_q`` with q dual to the input norm p."""
+    if norm == "inf":
+        return float(np.abs(v).sum(axis=-1)) if v.ndim == 1 else np.abs(v).sum(axis=-1)
+    if norm == "1":
+        return float(np.abs(v).max(axis=-1)) if v.ndim == 1 else np.abs(v).max(axis=-1)
+    return float(np.linalg.norm(v, axis=-1)) if v.ndim == 1 else np.linalg.norm(v, axis=-1)
+
+
+def naive_bound(
+    net: Network, norm: str = "inf", target: Target | None = None, domain: Domain | None = None
+) -> float:
+    """Product of operator norms (see module docstring); max over the target's rows."""
+    norm = parse_norm(norm)
+    target = target or make_target(net)
+    caps = _slope_caps(net, domain)
+    inner = 1.0
+    for layer, cap in zip(net.layers[:-1], caps, strict=True):
+        w = layer.weight
+        scaled = sp.diags(cap) @ w if sp.issparse(w) else cap[:, None] * np.asarray(w)
+        inner *= _operator_norm(scaled, norm)
+    w_last = net.layers[-1].weight
+    outs = [_dual_norm(np.asarray(w_last.T @ c).ravel(), norm) for c in target.vectors]
+    depth = net.depth + 2
+    return float(max(outs) * inner * (1 + 4 * depth * EPS))
+
+
+def abs_product_vector(
+    net: Network, c: np.ndarray, domain: Domain | None = None
+) -> np.ndarray:
+    """``v = |W_1|ᵀ M_1 |W_2|ᵀ ⋯ M_L |W_{L+1}ᵀ c|`` with ``|∇f(x)| ≤ v`` entrywise."""
+    caps = _slope_caps(net, domain)
+    v = np.abs(np.asarray(net.layers[-1].weight.T @ c).ravel())
+    for layer, cap in zip(reversed(net.layers[:-1]), reversed(caps), strict=True):
+        v = np.asarray(abs(layer.weight).T @ (cap * v)).ravel()
+    return v
+
+
+def abs_product_bound(
+    net: Network, norm: str = "inf", target: Target | None = None, domain: Domain | None = None
+) -> float:
+    norm = parse_norm(norm)
+    target = target or make_target(net)
+    widest = max(net.widths)
+    vals = [_dual_norm(abs_product_vector(net, c, domain), norm) for c in target.vectors]
+    return float(max(vals) * (1 + 4 * (net.depth + 2) * widest * EPS))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lower bound
+# ---------------------------------------------------------------------------------------------
+def _smoothed_gradient(net: Network, x: np.ndarray, c: np.ndarray, beta: float) -> np.ndarray:
+    """Gradient of the network with every (leaky) ReLU derivative replaced by ``sigmoid(βz)``."""
+    zs = net.pre_activations(x)
+    g = np.tile(np.asarray(net.layers[-1].weight.T @ c).ravel(), (x.shape[0], 1))
+    for layer, z in zip(reversed(net.layers[:-1]), reversed(zs), strict=True):
+        act = layer.activation
+        if act.name in ("relu", "leaky_relu"):
+            lo = 0.0 if act.name == "relu" else act.alpha
+            d = lo + (1 - lo) * 0.5 * (1 + np.tanh(0.5 * beta * z))
+        else:
+            d = act.derivative(z)
+        g = np.asarray(layer.weight.T @ (g * d).T).T
+    return g
+
+
+def _dual_direction(g: np.ndarray, norm: str) -> np.ndarray:
+    """A subgradient of ``‖g‖_q`` with respect to g (row-wise)."""
+    if norm == "inf":
+        return np.sign(g)
+    if norm == "1":
+        out = np.zeros_like(g)
+        idx = np.abs(g).argmax(axis=1)
+        out[np.arange(len(g)), idx] = np.sign(g[np.arange(len(g)), idx])
+        return out
+    return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-300)
+
+
+def lower_bound(
+    net: Network,
+    norm: str = "inf",
+    target: Target | None = None,
+    domain: Domain | None = None,
+    *,
+    n_samples: int = 2000,
+    n_starts: int = 16,
+    steps: int = 60,
+    seed: int = 0,
+) -> LowerBound:
+    """Largest ``‖∇f(x)‖_q`` over sampled points and multi-start ascent (a valid lower bound).
+
+    Ascent: gradient steps on the smoothed surrogate ``‖∇f_β(x)‖_q`` (ReLU' ≈ sigmoid(βz), β
+    increasing), with the Hessian–vector product by central differences; every iterate is a
+    real point, and only the *exact* ``‖∇f(x)‖_q`` at real points is reported. Global bounds
+    sample the box ``[−10, 10]^n`` (and around ``x0`` if the network carries one).
+    """
+    norm = parse_norm(norm)
+    target = target or make_target(net)
+    rng = np.random.default_rng(seed)
+    n = net.input_dim
+    if domain is None:
+        lo, hi = np.full(n, -GLOBAL_SAMPLING_RADIUS), np.full(n, GLOBAL_SAMPLING_RADIUS)
+    else:
+        lo, hi = domain.lo, domain.hi
+    best = LowerBound(0.0, "sampling", None, None)
+    for c, label in zip(target.vectors, target.labels, strict=True):
+        pts = lo + (hi - lo) * rng.random((n_samples, n))
+        if domain is None:
+            # narrower shells find the many regions near the origin and the data
+            scale = np.geomspace(1e-2, 1.0, n_samples)[:, None]
+            centre = net.x0 if net.x0 is not None else np.zeros(n)
+            pts = np.clip(centre + scale * (pts - 0.5 * (lo + hi)), lo, hi)
+        vals = _dual_norm(net.gradient(pts, c), norm)
+        i = int(np.argmax(vals))
+        if vals[i] > best.value:
+            best = LowerBound(float(vals[i]), "sampling", pts[i], label)
+        # multi-start smoothed ascent from the best samples
+        x = pts[np.argsort(vals)[-n_starts:]].copy()
+        width = float(np.max(hi - lo)) if np.all(np.isfinite(hi - lo)) else 1.0
+        step, h = 0.05 * width, 1e-5 * max(width, 1e-3)
+        for k in range(steps):
+            beta = 10.0 ** (1 + 3 * k / max(1, steps - 1)) / max(width, 1e-6)
+            g = _smoothed_gradient(net, x, c, beta)
+            v = _dual_direction(g, norm)
+            # ∇ₓ ⟨v, ∇f_β(x)⟩ = H_β v (H symmetric): a central difference of ∇f_β along v
+            direction = (_smoothed_gradient(net, x + h * v, c, beta)
+                         - _smoothed_gradient(net, x - h * v, c, beta)) / (2 * h)
+            nrm = np.linalg.norm(direction, axis=1, keepdims=True)
+            x = np.clip(x + step * direction / np.maximum(nrm, 1e-300), lo, hi)
+            vals = _dual_norm(net.gradient(x, c), norm)
+            i = int(np.argmax(vals))
+            if vals[i] > best.value:
+                best = LowerBound(float(vals[i]), "sampling+ascent", x[i].copy(), label)
+            step *= 0.97
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain
+# ---------------------------------------------------------------------------------------------
+def _relaxation_bound(
+    problem: LipschitzProblem,
+    method: str,
+    degree: int,
+    options: dict,
+) -> BoundResult:
+    """Run one relaxation on every POP of the problem and combine (max, then transform)."""
+    runner = _relaxation_runner(method)
+    values, solver_values, statuses = [], [], []
+    build = solve = 0.0
+    size: dict = {}
+    certified = True
+    solver_name = None
+    t0 = time.perf_counter()
+    for pop in problem.pops:
+        if pop.n_vars == 0:  # constant polynomial: exact
+            values.append(pop.polynomial.constant_term + pop.rounding_slack)
+            solver_values.append(pop.polynomial.constant_term)
+            statuses.append("optimal")
+            continue
+        r = runner(pop, degree, options)
+        values.append(r.value)
+        solver_values.append(r.solver_value)
+        statuses.append(r.status)
+        certified &= bool(r.certified)
+        build += r.build_time_s or 0.0
+        solve += r.solve_time_s or 0.0
+        solver_name = getattr(r, "solver", None) or solver_name
+        for k, v in (r.size or {}).items():
+            if isinstance(v, int | float):
+                size[k] = max(size.get(k, 0), v) if k.startswith("max") else size.get(k, 0) + v
+    status = next((s for s in statuses if s != "optimal"), "optimal")
+    value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
+    solver_value = problem.combine(solver_values) if all(
+        v is not None and np.isfinite(v) for v in solver_values) else None
+    size["pops"] = len(problem.pops)
+    return BoundResult(
+        method, degree, value, certified and np.isfinite(value), status,
+        time.perf_counter() - t0, build, solve, solver_value, size, solver_name,
+    )
+
+
+def _relaxation_runner(method: str) -> Callable:
+    """``(pop, degree, options) -> result`` with value/solver_value/certified/status/times/size."""
+    if method == "lp":
+        from .solvers.lp_pipeline import lp_bound
+
+        return lambda pop, k, o: lp_bound(pop, k, **o.get("lp", {}))
+    if method in ("sdp", "sdp+lp"):
+        from .solvers.sdp_pipeline import sdp_bound
+
+        return lambda pop, k, o: sdp_bound(pop, k, with_lp=(method == "sdp+lp"), **o.get("sdp", {}))
+    raise LipoptError(f"unknown relaxation {method!r}")
+
+
+def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
+    from .exact import exact_pop_max
+
+    t0 = time.perf_counter()
+    vals = []
+    for pop in problem.pops:
+        if pop.n_vars > max_vars:
+            raise LipoptError(
+                f"exact-pop enumerates 2^{pop.n_vars} vertices, above the limit of 2^{max_vars}; "
+                "use it on tiny networks only, or use --method lp"
+            )
+        v = exact_pop_max(pop.polynomial, max_vars=max_vars) if pop.n_vars else pop.polynomial.constant_term
+        # evaluation error of a sum of products: ≤ (degree + terms)·eps·Σ|coef|
+        err = (pop.degree + pop.polynomial.num_terms + 2) * EPS * pop.polynomial.abs_coef_sum()
+        vals.append(v + err + pop.rounding_slack)
+    dt = time.perf_counter() - t0
+    value = problem.combine(vals)
+    return BoundResult("exact-pop", None, value, True, "optimal", dt, 0.0, dt, value,
+                       {"max_vars": max(p.n_vars for p in problem.pops)})
+
+
+def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> BoundResult:
+    from .lipsdp import lipsdp_neuron
+
+    if problem.norm != "2":
+        raise LipoptError("lipsdp bounds the ℓ2 constant only: use it with --norm 2")
+    if problem.domain is not None:
+        raise LipoptError("lipsdp is a global method; drop the domain or use --method lp/sdp")
+    acts = {layer.activation for layer in net.layers[:-1]}
+    slopes = [a.slope_bounds for a in acts] or [(1.0, 1.0)]
+    alpha, beta = min(s[0] for s in slopes), max(s[1] for s in slopes)
+    weights = [layer.dense_weight() for layer in net.layers]
+    t0 = time.perf_counter()
+    r = lipsdp_neuron(weights, alpha=alpha, beta=beta, **options.get("lipsdp", {}))
+    dt = time.perf_counter() - t0
+    # ‖N(x) − N(y)‖₂ ≤ L‖x − y‖₂ ⇒ |cᵀ(N(x) − N(y))| ≤ ‖c‖₂ L ‖x − y‖₂
+    scale = float(max(np.linalg.norm(c) for c in problem.target.vectors))
+    value = r.certified_value * scale * (1 + 4 * EPS)
+    return BoundResult("lipsdp", None, value, bool(r.certified), r.status, dt,
+                       getattr(r, "build_time_s", None), getattr(r, "solve_time_s", None),
+                       r.solver_value * scale, {"neurons": sum(net.hidden_sizes)},
+                       getattr(r, "solver", None))
+
+
+def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:
+    deg = max((p.degree for p in problem.pops), default=1)
+    if method == "lp":
+        return [max(deg, 2), max(deg, 2) + 1]
+    return [1]
+
+
+def bound_chain(
+    net: Network,
+    norm: str = "inf",
+    methods: Sequence[str] = ("naive", "abs-product", "lp", "lower"),
+    degrees: Sequence[int] | None = None,
+    target: Target | None = None,
+    domain: Domain | None = None,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_memory_bytes: float = 8e9,
+    exact_max_vars: int = 22,
+    progress: bool = False,
+    options: dict | None = None,
+) -> ChainResult:
+    """Naive products, relaxations of each requested degree, and a lower bound.
+
+    ``degrees`` applies to the relaxations (``lp``: Sherali–Adams level k ≥ polynomial degree;
+    ``sdp``: moment order d, 1 = Shor). Relaxation values are non-increasing in the degree.
+    """
+    norm = parse_norm(norm)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise LipoptError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
+    if degrees is not None:
+        bad = [d for d in degrees if not isinstance(d, int | np.integer) or d < 1]
+        if bad:
+            raise LipoptError(f"degree must be a positive integer, got {bad[0]!r}")
+    target = target or make_target(net)
+    opts = dict(options or {})
+    opts.setdefault("lp", {}).setdefault("time_limit", time_limit)
+    opts["lp"].setdefault("max_bytes", max_memory_bytes)
+    opts.setdefault("sdp", {}).setdefault("time_limit", time_limit)
+
+    steps: list[tuple[str, int | None]] = []
+    problem: LipschitzProblem | None = None
+    needs_problem = any(m in RELAXATIONS or m == "exact-pop" for m in methods)
+    if needs_problem or "lipsdp" in methods:
+        problem = build_problem(net, norm, target, domain)
+    for m in methods:
+        if m in RELAXATIONS:
+            assert problem is not None
+            degs = sorted(set(degrees)) if degrees else default_degrees(problem, m)
+            steps.extend((m, int(d)) for d in degs)
+        elif m != "lower":
+            steps.append((m, None))
+
+    bar = _progress(len(steps) + ("lower" in methods), progress)
+    results: list[BoundResult] = []
+    for m, d in steps:
+        bar.set_description(f"{m}" + (f" degree {d}" if d else ""))
+        t0 = time.perf_counter()
+        if m == "naive":
+            v = naive_bound(net, norm, target, domain)
+            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
+        elif m == "abs-product":
+            v = abs_product_bound(net, norm, target, domain)
+            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
+        elif m == "exact-pop":
+            assert problem is not None
+            results.append(_exact_pop_bound(problem, exact_max_vars))
+        elif m == "lipsdp":
+            assert problem is not None
+            results.append(_lipsdp_bound(net, problem, opts))
+        else:
+            assert problem is not None and d is not None
+            results.append(_relaxation_bound(problem, m, d, opts))
+        bar.update(1)
+    low = None
+    if "lower" in methods:
+        bar.set_description("lower bound")
+        low = lower_bound(net, norm, target, domain, seed=seed)
+        bar.update(1)
+    bar.close()
+    return ChainResult(net.name, norm, target, domain, results, low)
+
+
+class _NoBar:
+    def set_description(self, *_a) -> None: ...
+    def update(self, *_a) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, leave=False, unit="step")
