@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from conftest import random_net
+from test_problems import brute_force_vertices
+
+from lipopt import LipoptError
+from lipopt.bounds import abs_product_bound, bound_chain, lower_bound, naive_bound
+from lipopt.network import Network
+from lipopt.problems import make_domain, make_target
+
+
+def independent_naive(weights, c, norm):
+    q = {"inf": 1, "2": 2, "1": np.inf}[norm]
+    op = {"inf": lambda w: np.abs(w).sum(1).max(), "1": lambda w: np.abs(w).sum(0).max(),
+          "2": lambda w: np.linalg.svd(w, compute_uv=False)[0]}[norm]
+    return np.linalg.norm(weights[-1].T @ c, q) * np.prod([op(w) for w in weights[:-1]])
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_naive_matches_independent_computation(norm):
+    net = random_net([5, 7, 6, 3], seed=11)
+    weights = [layer.dense_weight() for layer in net.layers]
+    target = make_target(net)
+    expected = max(independent_naive(weights, c, norm) for c in target.vectors)
+    value = naive_bound(net, norm, target)
+    assert value >= expected
+    assert value == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+@pytest.mark.parametrize("seed", range(4))
+def test_baselines_sandwich_the_vertex_maximum(norm, seed):
+    net = random_net([3, 4, 4, 1], seed=seed)
+    target = make_target(net, output=0)
+    pop_max = brute_force_vertices(net, target.vectors[0], norm)
+    low = lower_bound(net, norm, target, seed=seed).value
+    assert low <= pop_max * (1 + 1e-12)
+    assert abs_product_bound(net, norm, target) >= pop_max * (1 - 1e-12)
+    assert naive_bound(net, norm, target) >= pop_max * (1 - 1e-12)
+    if norm != "2":
+        assert abs_product_bound(net, norm, target) <= naive_bound(net, norm, target) * (1 + 1e-12)
+
+
+def test_local_bounds_are_tighter_and_lower_bound_stays_in_the_box():
+    net = random_net([4, 8, 1], seed=5)
+    target = make_target(net, output=0)
+    dom = make_domain(net, box=(0.0, 0.1))
+    assert abs_product_bound(net, "inf", target, dom) <= abs_product_bound(net, "inf", target)
+    low = lower_bound(net, "inf", target, dom)
+    assert np.all(low.point >= 0.0) and np.all(low.point <= 0.1)
+    g = net.gradient(low.point, target.vectors[0])
+    assert np.abs(g).sum() == pytest.approx(low.value)
+
+
+def test_lower_bound_is_reproducible():
+    net = random_net([4, 8, 8, 2], seed=1)
+    a = lower_bound(net, "2", seed=3).value
+    assert a == lower_bound(net, "2", seed=3).value
+
+
+def test_chain_reports_naive_and_lower_on_external_network(external):
+    d = np.load(external / "lipbab_sd_10-20-15-10-3.npz")
+    weights = [d[f"W{i}"] for i in range(4)]
+    net = Network.from_weights(weights, [d[f"b{i}"] for i in range(4)])
+    chain = bound_chain(net, "inf", ["naive", "abs-product", "lower"])
+    expected = max(independent_naive(weights, c, "inf") for c in np.eye(3))
+    assert chain.bounds[0].value == pytest.approx(expected, rel=1e-9)
+    assert chain.lower_bound.value <= chain.best.value
+    assert chain.best.method == "abs-product"
+
+
+def test_chain_rejects_unknown_method_and_bad_degree():
+    net = random_net([2, 3, 1], seed=0)
+    with pytest.raises(LipoptError, match="unknown method 'magic'"):
+        bound_chain(net, "inf", ["magic"])
+    with pytest.raises(LipoptError, match="positive integer"):
+        bound_chain(net, "inf", ["naive"], degrees=[0])
