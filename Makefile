@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lipopt bound $(NET) --norm inf --output 0 --method naive --method abs-product --method lp --degree 2 --method sdp --degree 1 --seed 0
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check lipopt tests benchmarks scripts
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test

@@ -108,8 +108,9 @@ class ChainResult:
             "domain": None if self.domain is None else self.domain.to_dict(),
             "bounds": [b.to_dict() for b in self.bounds],
             "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),
-            "best": None if best is None else {"method": best.method, "degree": best.degree,
-                                               "value": best.value},
+            "best": None
+            if best is None
+            else {"method": best.method, "degree": best.degree, "value": best.value},
             "ratio_to_lower": self.ratio,
         }
 
@@ -174,9 +175,7 @@ def naive_bound(
     return float(max(outs) * inner * (1 + 4 * depth * EPS))
 
 
-def abs_product_vector(
-    net: Network, c: np.ndarray, domain: Domain | None = None
-) -> np.ndarray:
+def abs_product_vector(net: Network, c: np.ndarray, domain: Domain | None = None) -> np.ndarray:
     """``v = |W_1|ᵀ M_1 |W_2|ᵀ ⋯ M_L |W_{L+1}ᵀ c|`` with ``|∇f(x)| ≤ v`` entrywise."""
     caps = _slope_caps(net, domain)
     v = np.abs(np.asarray(net.layers[-1].weight.T @ c).ravel())
@@ -272,8 +271,9 @@ def lower_bound(
             g = _smoothed_gradient(net, x, c, beta)
             v = _dual_direction(g, norm)
             # ∇ₓ ⟨v, ∇f_β(x)⟩ = H_β v (H symmetric): a central difference of ∇f_β along v
-            direction = (_smoothed_gradient(net, x + h * v, c, beta)
-                         - _smoothed_gradient(net, x - h * v, c, beta)) / (2 * h)
+            direction = (
+                _smoothed_gradient(net, x + h * v, c, beta) - _smoothed_gradient(net, x - h * v, c, beta)
+            ) / (2 * h)
             nrm = np.linalg.norm(direction, axis=1, keepdims=True)
             x = np.clip(x + step * direction / np.maximum(nrm, 1e-300), lo, hi)
             vals = _dual_norm(net.gradient(x, c), norm)
@@ -320,12 +320,24 @@ def _relaxation_bound(
                 size[k] = max(size.get(k, 0), v) if k.startswith("max") else size.get(k, 0) + v
     status = next((s for s in statuses if s != "optimal"), "optimal")
     value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
-    solver_value = problem.combine(solver_values) if all(
-        v is not None and np.isfinite(v) for v in solver_values) else None
+    solver_value = (
+        problem.combine(solver_values)
+        if all(v is not None and np.isfinite(v) for v in solver_values)
+        else None
+    )
     size["pops"] = len(problem.pops)
     return BoundResult(
-        method, degree, value, certified and np.isfinite(value), status,
-        time.perf_counter() - t0, build, solve, solver_value, size, solver_name,
+        method,
+        degree,
+        value,
+        certified and np.isfinite(value),
+        status,
+        time.perf_counter() - t0,
+        build,
+        solve,
+        solver_value,
+        size,
+        solver_name,
     )
 
 
@@ -359,8 +371,18 @@ def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
         vals.append(v + err + pop.rounding_slack)
     dt = time.perf_counter() - t0
     value = problem.combine(vals)
-    return BoundResult("exact-pop", None, value, True, "optimal", dt, 0.0, dt, value,
-                       {"max_vars": max(p.n_vars for p in problem.pops)})
+    return BoundResult(
+        "exact-pop",
+        None,
+        value,
+        True,
+        "optimal",
+        dt,
+        0.0,
+        dt,
+        value,
+        {"max_vars": max(p.n_vars for p in problem.pops)},
+    )
 
 
 def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> BoundResult:
@@ -380,10 +402,19 @@ def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> Bou
     # ‖N(x) − N(y)‖₂ ≤ L‖x − y‖₂ ⇒ |cᵀ(N(x) − N(y))| ≤ ‖c‖₂ L ‖x − y‖₂
     scale = float(max(np.linalg.norm(c) for c in problem.target.vectors))
     value = r.certified_value * scale * (1 + 4 * EPS)
-    return BoundResult("lipsdp", None, value, bool(r.certified), r.status, dt,
-                       getattr(r, "build_time_s", None), getattr(r, "solve_time_s", None),
-                       r.solver_value * scale, {"neurons": sum(net.hidden_sizes)},
-                       getattr(r, "solver", None))
+    return BoundResult(
+        "lipsdp",
+        None,
+        value,
+        bool(r.certified),
+        r.status,
+        dt,
+        getattr(r, "build_time_s", None),
+        getattr(r, "solve_time_s", None),
+        r.solver_value * scale,
+        {"neurons": sum(net.hidden_sizes)},
+        getattr(r, "solver", None),
+    )
 
 
 def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:

@@ -42,7 +42,9 @@ def _add_target_and_domain(p: argparse.ArgumentParser) -> None:
     g.add_argument("--margin", type=int, nargs=2, metavar=("I", "J"), help="bound the margin f_I − f_J")
     d = p.add_argument_group("input domain (default: global)")
     d.add_argument("--box", type=float, nargs=2, metavar=("LO", "HI"), help="local bound on [LO, HI]^n")
-    d.add_argument("--center", metavar="x0|FILE.npy", help="centre: 'x0' (from the network file) or a .npy file")
+    d.add_argument(
+        "--center", metavar="x0|FILE.npy", help="centre: 'x0' (from the network file) or a .npy file"
+    )
     d.add_argument("--eps", type=float, metavar="R", help="ℓ∞ radius around --center")
 
 
@@ -60,33 +62,57 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="architecture, parameters and sparsity of a network")
     info.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.add_argument("--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets")
+    info.add_argument(
+        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+    )
 
     bound = sub.add_parser(
-        "bound", help="bound the Lipschitz constant", epilog=BOUND_EPILOG,
+        "bound",
+        help="bound the Lipschitz constant",
+        epilog=BOUND_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bound.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
     bound.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm ℓp (default inf)")
-    bound.add_argument("--method", action="append", metavar="M",
-                       help="method (repeatable; default: naive abs-product lp lower)")
-    bound.add_argument("--degree", action="append", type=int, metavar="K",
-                       help="relaxation degree/level (repeatable; default: per method)")
+    bound.add_argument(
+        "--method",
+        action="append",
+        metavar="M",
+        help="method (repeatable; default: naive abs-product lp lower)",
+    )
+    bound.add_argument(
+        "--degree",
+        action="append",
+        type=int,
+        metavar="K",
+        help="relaxation degree/level (repeatable; default: per method)",
+    )
     _add_target_and_domain(bound)
     bound.add_argument("--json", action="store_true", help="print one JSON object")
     bound.add_argument("--time-limit", type=float, metavar="S", help="time limit per solve (seconds)")
-    bound.add_argument("--max-memory", type=float, default=8.0, metavar="GB",
-                       help="refuse relaxations larger than this (default 8 GB)")
+    bound.add_argument(
+        "--max-memory",
+        type=float,
+        default=8.0,
+        metavar="GB",
+        help="refuse relaxations larger than this (default 8 GB)",
+    )
     bound.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
     bound.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bound.add_argument("--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets")
+    bound.add_argument(
+        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+    )
 
     graph = sub.add_parser("graph", help="correlative sparsity graph, chordal extension, cliques")
     graph.add_argument("network")
     graph.add_argument("--norm", default="inf", choices=["inf", "2", "1"])
     _add_target_and_domain(graph)
-    graph.add_argument("--extension", default="min-degree", choices=["min-degree", "min-fill", "mcs-m"],
-                       help="chordal extension heuristic")
+    graph.add_argument(
+        "--extension",
+        default="min-degree",
+        choices=["min-degree", "min-fill", "mcs-m"],
+        help="chordal extension heuristic",
+    )
     graph.add_argument("--save", metavar="FILE.png", help="save a picture of the graph and cliques")
     graph.add_argument("--json", action="store_true")
 
@@ -136,26 +162,41 @@ def cmd_info(args) -> int:
     net = _load(args)
     layers = []
     for i, layer in enumerate(net.layers):
-        layers.append({
-            "index": i, "in": layer.in_dim, "out": layer.out_dim,
-            "activation": layer.activation.name, "nonzeros": layer.nnz(),
-            "density": layer.nnz() / max(1, layer.in_dim * layer.out_dim),
-            "sparse": layer.is_sparse,
-        })
+        layers.append(
+            {
+                "index": i,
+                "in": layer.in_dim,
+                "out": layer.out_dim,
+                "activation": layer.activation.name,
+                "nonzeros": layer.nnz(),
+                "density": layer.nnz() / max(1, layer.in_dim * layer.out_dim),
+                "sparse": layer.is_sparse,
+            }
+        )
     info = {
-        "network": net.name, "architecture": net.architecture(), "inputs": net.input_dim,
-        "outputs": net.output_dim, "hidden_layers": net.depth, "parameters": net.num_parameters(),
-        "nonzeros": net.num_nonzeros(), "has_x0": net.x0 is not None, "layers": layers,
+        "network": net.name,
+        "architecture": net.architecture(),
+        "inputs": net.input_dim,
+        "outputs": net.output_dim,
+        "hidden_layers": net.depth,
+        "parameters": net.num_parameters(),
+        "nonzeros": net.num_nonzeros(),
+        "has_x0": net.x0 is not None,
+        "layers": layers,
     }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{net.name}: {info['architecture']}  ({net.depth} hidden layers)")
-    print(f"  parameters {info['parameters']:,}  non-zeros {info['nonzeros']:,}"
-          + ("  (x0 stored)" if net.x0 is not None else ""))
+    print(
+        f"  parameters {info['parameters']:,}  non-zeros {info['nonzeros']:,}"
+        + ("  (x0 stored)" if net.x0 is not None else "")
+    )
     for layer in layers:
-        print(f"  layer {layer['index']}: {layer['in']:>5} → {layer['out']:<5} {layer['activation']:<10}"
-              f" density {layer['density']:.3f}" + ("  sparse" if layer["sparse"] else ""))
+        print(
+            f"  layer {layer['index']}: {layer['in']:>5} → {layer['out']:<5} {layer['activation']:<10}"
+            f" density {layer['density']:.3f}" + ("  sparse" if layer["sparse"] else "")
+        )
     return 0
 
 
@@ -171,8 +212,15 @@ def cmd_bound(args) -> int:
     if "lower" not in methods:
         methods = [*methods, "lower"]
     chain = bound_chain(
-        net, args.norm, methods, args.degree, target, domain, seed=args.seed,
-        time_limit=args.time_limit, max_memory_bytes=args.max_memory * 1e9,
+        net,
+        args.norm,
+        methods,
+        args.degree,
+        target,
+        domain,
+        seed=args.seed,
+        time_limit=args.time_limit,
+        max_memory_bytes=args.max_memory * 1e9,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
     )
     if args.json:
@@ -184,9 +232,10 @@ def cmd_bound(args) -> int:
 
 def format_chain(chain) -> str:
     where = "global" if chain.domain is None else chain.domain.description
+    labels = chain.target.labels
+    what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
     lines = [
-        f"{chain.network}  ℓ{'∞' if chain.norm == 'inf' else chain.norm}  "
-        f"{', '.join(chain.target.labels) if len(chain.target.labels) <= 3 else 'all outputs (max)'}  {where}",
+        f"{chain.network}  ℓ{'∞' if chain.norm == 'inf' else chain.norm}  {what}  {where}",
         f"{'method':<12}{'degree':>7}{'upper bound':>16}  {'certified':<10}{'status':<12}"
         f"{'build s':>9}{'solve s':>9}",
     ]
@@ -204,7 +253,8 @@ def format_chain(chain) -> str:
         ratio = chain.ratio
         lines.append(
             f"best certified: {best.value:.6g} ({best.method}"
-            + (f" {best.degree}" if best.degree else "") + ")"
+            + (f" {best.degree}" if best.degree else "")
+            + ")"
             + (f", {ratio:.3f}× the lower bound" if ratio else "")
         )
     return "\n".join(lines)
@@ -229,8 +279,10 @@ def cmd_graph(args) -> int:
         print(json.dumps(stats if len(stats) > 1 else stats[0], indent=2, default=_jsonable))
         return 0
     for s in stats[:10]:
-        print(f"{s['pop']}: variables {s['n_vars']}, edges {s['n_edges']}, fill-in {s['n_fill']}, "
-              f"cliques {s['n_cliques']}, largest clique {s['max_clique']}")
+        print(
+            f"{s['pop']}: variables {s['n_vars']}, edges {s['n_edges']}, fill-in {s['n_fill']}, "
+            f"cliques {s['n_cliques']}, largest clique {s['max_clique']}"
+        )
     if len(stats) > 10:
         print(f"... and {len(stats) - 10} more problems")
     if args.save:
@@ -241,8 +293,14 @@ def cmd_graph(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    run_sweep(args.spec, args.out, executor=args.executor, scheduler=args.scheduler,
-              workers=args.workers, progress=not args.no_progress)
+    run_sweep(
+        args.spec,
+        args.out,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     return 0
 
 
@@ -280,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         if args.debug:
             raise
-        print("lipopt: error: out of memory; lower the degree, use a sparser method, "
-              "or a smaller network", file=sys.stderr)
+        print(
+            "lipopt: error: out of memory; lower the degree, use a sparser method, or a smaller network",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("lipopt: interrupted", file=sys.stderr)

@@ -42,9 +42,7 @@ class Activation:
 
     def __post_init__(self) -> None:
         if self.name not in ACTIVATIONS:
-            raise LipoptError(
-                f"unknown activation {self.name!r}; supported: {', '.join(ACTIVATIONS)}"
-            )
+            raise LipoptError(f"unknown activation {self.name!r}; supported: {', '.join(ACTIVATIONS)}")
         if self.name == "elu" and not 0.0 <= self.alpha <= 1.0:
             raise LipoptError(f"elu needs 0 <= alpha <= 1, got {self.alpha}")
         if self.name == "leaky_relu" and not 0.0 <= self.alpha <= 1.0:
@@ -202,9 +200,7 @@ class Network:
         if self.x0 is not None:
             x0 = np.asarray(self.x0, dtype=float).ravel()
             if x0.shape != (self.input_dim,):
-                raise LipoptError(
-                    f"x0 has {x0.size} entries but the network has {self.input_dim} inputs"
-                )
+                raise LipoptError(f"x0 has {x0.size} entries but the network has {self.input_dim} inputs")
             object.__setattr__(self, "x0", x0)
 
     # ---- structure -------------------------------------------------------------------------
@@ -293,9 +289,7 @@ class Network:
         return g if np.ndim(x) == 2 else g[0]
 
     # ---- interval bounds -------------------------------------------------------------------
-    def interval_bounds(
-        self, lo: np.ndarray, hi: np.ndarray
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Pre-activation intervals ``[l_l, u_l]`` of every hidden layer for ``x ∈ [lo, hi]``.
 
         Interval arithmetic: with centre ``m`` and radius ``r`` of the previous activation box,
@@ -305,8 +299,7 @@ class Network:
         hi = np.asarray(hi, dtype=float).ravel()
         if lo.shape != (self.input_dim,) or hi.shape != (self.input_dim,):
             raise LipoptError(
-                f"input box has {lo.size} and {hi.size} entries; the network has "
-                f"{self.input_dim} inputs"
+                f"input box has {lo.size} and {hi.size} entries; the network has {self.input_dim} inputs"
             )
         if np.any(lo > hi):
             raise LipoptError("input box has lower bounds above upper bounds")
@@ -317,8 +310,9 @@ class Network:
             zc = np.asarray(layer.weight @ mid).ravel() + layer.bias
             zr = np.asarray(w_abs @ rad).ravel()
             # outward rounding margin so the interval is valid in floating point
-            slack = 4 * np.finfo(float).eps * (np.asarray(w_abs @ np.abs(mid)).ravel()
-                                               + np.abs(layer.bias) + zr)
+            slack = (
+                4 * np.finfo(float).eps * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(layer.bias) + zr)
+            )
             zl, zu = zc - zr - slack, zc + zr + slack
             out.append((zl, zu))
             lo, hi = layer.activation(zl), layer.activation(zu)
@@ -331,9 +325,7 @@ def hidden_derivative_ranges(
     """Per hidden layer, the interval of ``σ'(z)`` over the domain (global when ``box`` is None)."""
     if box is None:
         return [
-            layer.activation.derivative_range(
-                np.full(layer.out_dim, -np.inf), np.full(layer.out_dim, np.inf)
-            )
+            layer.activation.derivative_range(np.full(layer.out_dim, -np.inf), np.full(layer.out_dim, np.inf))
             for layer in net.layers[:-1]
         ]
     bounds = net.interval_bounds(*box)

@@ -139,13 +139,11 @@ class Polynomial:
         prod = Polynomial(
             np.hstack([a[ia], b[ib]]), self.coef[ia] * other.coef[ib], max(self.n_vars, other.n_vars)
         )
-        return prod.reduce_binary() if binary else Polynomial.from_terms(
-            prod.supports, prod.coef, prod.n_vars
+        return (
+            prod.reduce_binary() if binary else Polynomial.from_terms(prod.supports, prod.coef, prod.n_vars)
         )
 
-    def substitute_affine(
-        self, offset: np.ndarray, scale: np.ndarray
-    ) -> tuple[Polynomial, float]:
+    def substitute_affine(self, offset: np.ndarray, scale: np.ndarray) -> tuple[Polynomial, float]:
         """Substitute ``v_i = offset_i + scale_i · u_i`` in a polynomial *multilinear in v*.
 
         Every monomial ``c Π_{i∈S} v_i`` expands to ``c Σ_{R⊆S} Π_{i∈R} scale_i Π_{i∈S∖R} offset_i

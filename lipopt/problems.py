@@ -237,14 +237,15 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
         los.append(np.asarray(lo, dtype=float))
         his.append(np.asarray(hi, dtype=float))
     return VariableTable(
-        np.concatenate(kinds), np.concatenate(layers), np.concatenate(neurons),
-        np.concatenate(los), np.concatenate(his),
+        np.concatenate(kinds),
+        np.concatenate(layers),
+        np.concatenate(neurons),
+        np.concatenate(los),
+        np.concatenate(his),
     )
 
 
-def gradient_polynomial(
-    net: Network, c: np.ndarray, max_paths: int = DEFAULT_MAX_PATHS
-) -> Polynomial:
+def gradient_polynomial(net: Network, c: np.ndarray, max_paths: int = DEFAULT_MAX_PATHS) -> Polynomial:
     """``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c`` over the variables of
     :func:`variable_table` (one monomial per non-zero path).
 
@@ -299,9 +300,7 @@ def derivative_ranges(net: Network, domain: Domain | None) -> list[tuple[np.ndar
     ]
 
 
-def _binarize(
-    poly: Polynomial, variables: VariableTable, label: str, extra_error: float = 0.0
-) -> BinaryPOP:
+def _binarize(poly: Polynomial, variables: VariableTable, label: str, extra_error: float = 0.0) -> BinaryPOP:
     """Substitute ``v = lo + (hi − lo) u`` for every variable, drop fixed ones, renumber."""
     poly_u, abs_mass = poly.substitute_affine(variables.lo, variables.hi - variables.lo)
     used = poly_u.variables_used()
@@ -341,8 +340,13 @@ def build_problem(
         else:
             pops.extend(_coordinate_pops(P, table, n0, label, norm, path_err, net.depth))
     return LipschitzProblem(
-        norm, target, domain, tuple(pops), "sqrt" if norm == "2" else "identity",
-        tuple(grads), table,
+        norm,
+        target,
+        domain,
+        tuple(pops),
+        "sqrt" if norm == "2" else "identity",
+        tuple(grads),
+        table,
     )
 
 
@@ -366,7 +370,12 @@ def _split_by_input(P: Polynomial, n0: int) -> list[Polynomial]:
 
 
 def _coordinate_pops(
-    P: Polynomial, table: VariableTable, n0: int, label: str, norm: str, path_err: float,
+    P: Polynomial,
+    table: VariableTable,
+    n0: int,
+    label: str,
+    norm: str,
+    path_err: float,
     depth: int,
 ) -> list[BinaryPOP]:
     parts = _split_by_input(P, n0)
@@ -386,9 +395,7 @@ def _coordinate_pops(
     return [_sum_of_squares(binary, table, label, path_err * scale)]
 
 
-def _sum_of_squares(
-    parts: list[BinaryPOP], table: VariableTable, label: str, path_err: float
-) -> BinaryPOP:
+def _sum_of_squares(parts: list[BinaryPOP], table: VariableTable, label: str, path_err: float) -> BinaryPOP:
     """``Σ_i p_i(u)²`` over the union of the parts' binary variables (reduced by u² = u)."""
     # Put every part on the common variable numbering of the table first.
     union = np.unique(np.concatenate([_table_index(table, p.variables) for p in parts]))

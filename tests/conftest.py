@@ -13,9 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "external"
 
 
-def random_net(
-    sizes: list[int], seed: int = 0, band: int | None = None, activation: str = "relu"
-) -> Network:
+def random_net(sizes: list[int], seed: int = 0, band: int | None = None, activation: str = "relu") -> Network:
     """A small random network with biases; ``band`` keeps ``|row − col| ≤ band`` in hidden layers."""
     rng = np.random.default_rng(seed)
     weights, biases = [], []

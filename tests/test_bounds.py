@@ -11,8 +11,11 @@ from lipopt.problems import make_domain, make_target
 
 def independent_naive(weights, c, norm):
     q = {"inf": 1, "2": 2, "1": np.inf}[norm]
-    op = {"inf": lambda w: np.abs(w).sum(1).max(), "1": lambda w: np.abs(w).sum(0).max(),
-          "2": lambda w: np.linalg.svd(w, compute_uv=False)[0]}[norm]
+    op = {
+        "inf": lambda w: np.abs(w).sum(1).max(),
+        "1": lambda w: np.abs(w).sum(0).max(),
+        "2": lambda w: np.linalg.svd(w, compute_uv=False)[0],
+    }[norm]
     return np.linalg.norm(weights[-1].T @ c, q) * np.prod([op(w) for w in weights[:-1]])
 
 

@@ -25,8 +25,9 @@ def test_gradient_matches_finite_differences():
 
 def test_sparse_weights_behave_like_dense():
     net = random_net([5, 7, 2], seed=3, band=1)
-    sparse = Network(tuple(Dense(sp.csr_matrix(layer.weight), layer.bias, layer.activation)
-                           for layer in net.layers))
+    sparse = Network(
+        tuple(Dense(sp.csr_matrix(layer.weight), layer.bias, layer.activation) for layer in net.layers)
+    )
     x = np.random.default_rng(1).normal(size=(4, 5))
     np.testing.assert_allclose(sparse.forward(x), net.forward(x))
     np.testing.assert_allclose(sparse.gradient(x, np.ones(2)), net.gradient(x, np.ones(2)))

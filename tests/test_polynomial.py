@@ -11,7 +11,7 @@ def random_poly(rng, n_vars=5, terms=8, width=3) -> Polynomial:
     sup = np.full((terms, width), PAD)
     for k in range(terms):
         d = rng.integers(0, width + 1)
-        sup[k, width - d:] = np.sort(rng.choice(n_vars, size=d, replace=False))
+        sup[k, width - d :] = np.sort(rng.choice(n_vars, size=d, replace=False))
     return Polynomial.from_terms(sup, rng.normal(size=terms), n_vars)
 
 
