@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
-from .network import Network
+from .network import Network, Residual
 from .problems import (
     Domain,
     LipschitzProblem,
@@ -157,18 +157,32 @@ def _dual_norm(v: np.ndarray, norm: str) -> float:
     return float(np.linalg.norm(v, axis=-1)) if v.ndim == 1 else np.linalg.norm(v, axis=-1)
 
 
+def _scaled(cap: np.ndarray, w):
+    """``diag(cap) W``."""
+    return sp.diags(cap) @ w if sp.issparse(w) else cap[:, None] * np.asarray(w)
+
+
 def naive_bound(
     net: Network, norm: str = "inf", target: Target | None = None, domain: Domain | None = None
 ) -> float:
-    """Product of operator norms (see module docstring); max over the target's rows."""
+    """Product of operator norms (see module docstring); max over the target's rows.
+
+    A residual block ``σ(A x + B F(x))`` contributes ``cap · (‖A‖ + ‖B‖ · Π ‖M_j W_j‖)``.
+    """
     norm = parse_norm(norm)
     target = target or make_target(net)
-    caps = _slope_caps(net, domain)
+    caps = iter(_slope_caps(net, domain))
     inner = 1.0
-    for layer, cap in zip(net.layers[:-1], caps, strict=True):
-        w = layer.weight
-        scaled = sp.diags(cap) @ w if sp.issparse(w) else cap[:, None] * np.asarray(w)
-        inner *= _operator_norm(scaled, norm)
+    for layer in net.layers[:-1]:
+        if isinstance(layer, Residual):
+            f_norm = 1.0
+            for d in layer.inner:
+                f_norm *= _operator_norm(_scaled(next(caps), d.weight), norm)
+            a = 1.0 if layer.skip is None else _operator_norm(layer.skip, norm)
+            b = 1.0 if layer.out is None else _operator_norm(layer.out, norm)
+            inner *= float(np.max(next(caps))) * (a + b * f_norm) * (1 + 4 * EPS)
+        else:
+            inner *= _operator_norm(_scaled(next(caps), layer.weight), norm)
     w_last = net.layers[-1].weight
     outs = [_dual_norm(np.asarray(w_last.T @ c).ravel(), norm) for c in target.vectors]
     depth = net.depth + 2
@@ -176,12 +190,11 @@ def naive_bound(
 
 
 def abs_product_vector(net: Network, c: np.ndarray, domain: Domain | None = None) -> np.ndarray:
-    """``v = |W_1|ᵀ M_1 |W_2|ᵀ ⋯ M_L |W_{L+1}ᵀ c|`` with ``|∇f(x)| ≤ v`` entrywise."""
-    caps = _slope_caps(net, domain)
-    v = np.abs(np.asarray(net.layers[-1].weight.T @ c).ravel())
-    for layer, cap in zip(reversed(net.layers[:-1]), reversed(caps), strict=True):
-        v = np.asarray(abs(layer.weight).T @ (cap * v)).ravel()
-    return v
+    """``v = |W_1|ᵀ M_1 |W_2|ᵀ ⋯ M_L |W_{L+1}ᵀ|·|c|`` with ``|∇f(x)| ≤ v`` entrywise
+    (residual blocks: ``|A|ᵀ + |J_F|ᵀ|B|ᵀ``)."""
+    caps = [cap[None, :] for cap in _slope_caps(net, domain)]
+    g = np.abs(np.asarray(c, dtype=float).ravel())[None, :]
+    return net.backward(g, caps, absolute=True)[0]
 
 
 def abs_product_bound(
@@ -199,17 +212,15 @@ def abs_product_bound(
 # ---------------------------------------------------------------------------------------------
 def _smoothed_gradient(net: Network, x: np.ndarray, c: np.ndarray, beta: float) -> np.ndarray:
     """Gradient of the network with every (leaky) ReLU derivative replaced by ``sigmoid(βz)``."""
-    zs = net.pre_activations(x)
-    g = np.tile(np.asarray(net.layers[-1].weight.T @ c).ravel(), (x.shape[0], 1))
-    for layer, z in zip(reversed(net.layers[:-1]), reversed(zs), strict=True):
-        act = layer.activation
+    slopes = []
+    for site, z in zip(net.sites, net.pre_activations(x), strict=True):
+        act = site.activation
         if act.name in ("relu", "leaky_relu"):
             lo = 0.0 if act.name == "relu" else act.alpha
-            d = lo + (1 - lo) * 0.5 * (1 + np.tanh(0.5 * beta * z))
+            slopes.append(lo + (1 - lo) * 0.5 * (1 + np.tanh(0.5 * beta * z)))
         else:
-            d = act.derivative(z)
-        g = np.asarray(layer.weight.T @ (g * d).T).T
-    return g
+            slopes.append(act.derivative(z))
+    return net.backward(np.tile(np.asarray(c, dtype=float), (x.shape[0], 1)), slopes)
 
 
 def _dual_direction(g: np.ndarray, norm: str) -> np.ndarray:
@@ -392,7 +403,9 @@ def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> Bou
         raise LipoptError("lipsdp bounds the ℓ2 constant only: use it with --norm 2")
     if problem.domain is not None:
         raise LipoptError("lipsdp is a global method; drop the domain or use --method lp/sdp")
-    acts = {layer.activation for layer in net.layers[:-1]}
+    if not net.is_chain:
+        raise LipoptError("lipsdp supports plain feed-forward chains only, not residual blocks")
+    acts = {site.activation for site in net.sites}
     slopes = [a.slope_bounds for a in acts] or [(1.0, 1.0)]
     alpha, beta = min(s[0] for s in slopes), max(s[1] for s in slopes)
     weights = [layer.dense_weight() for layer in net.layers]

@@ -156,14 +156,123 @@ class Dense:
 
 
 @dataclass(frozen=True)
-class Network:
-    """An ordered chain of dense layers ``x ↦ W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}``.
+class Residual:
+    """Residual block ``y = σ(A x + B F(x))`` with ``F`` a chain of :class:`Dense` layers.
 
-    Validated on construction: at least one layer, shapes chain, weights and biases finite,
-    and the last layer has the identity activation.
+    ``skip`` (A) and ``out`` (B) default to the identity; ``activation`` (σ) to the identity, so
+    ``Residual(inner)`` is the plain ``y = x + F(x)``. The Jacobian is
+    ``J = diag(σ'(y)) (A + B J_F(x))``: the norm-gradient polynomial gets lower-degree terms.
     """
 
-    layers: tuple[Dense, ...]
+    inner: tuple[Dense, ...]
+    skip: Matrix | None = None
+    out: Matrix | None = None
+    activation: Activation = field(default=IDENTITY)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inner", tuple(self.inner))
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.skip.shape[1]) if self.skip is not None else self.inner[0].in_dim
+
+    @property
+    def out_dim(self) -> int:
+        if self.skip is not None:
+            return int(self.skip.shape[0])
+        if self.out is not None:
+            return int(self.out.shape[0])
+        return self.inner[-1].out_dim
+
+    def matrices(self) -> list[Matrix]:
+        return [m for m in (self.skip, self.out) if m is not None] + [d.weight for d in self.inner]
+
+    def nnz(self) -> int:
+        extra = sum(
+            int(m.count_nonzero()) if sp.issparse(m) else int(np.count_nonzero(m))
+            for m in (self.skip, self.out)
+            if m is not None
+        )
+        return extra + sum(d.nnz() for d in self.inner)
+
+
+Block = Dense | Residual
+
+
+def _matvec(m: Matrix | None, a: np.ndarray) -> np.ndarray:
+    """``a @ mᵀ`` for a batch ``a`` (rows); ``None`` is the identity."""
+    return a if m is None else np.asarray(m @ a.T).T
+
+
+def _rmatvec(m: Matrix | None, g: np.ndarray, absolute: bool = False) -> np.ndarray:
+    """``g @ m`` (i.e. ``mᵀ g`` per row); with ``absolute`` uses ``|m|``."""
+    if m is None:
+        return g
+    mm = abs(m) if absolute else m
+    return np.asarray(mm.T @ g.T).T
+
+
+def _validate_dense(layer: Dense, where: str) -> None:
+    w = layer.weight
+    if w.ndim != 2:
+        raise LipoptError(f"{where}: weight must be a 2-D matrix, got shape {w.shape}")
+    data = w.data if sp.issparse(w) else np.asarray(w)
+    if not np.all(np.isfinite(data)):
+        raise LipoptError(f"{where}: weight contains NaN or inf values")
+    b = np.asarray(layer.bias)
+    if b.shape != (w.shape[0],):
+        raise LipoptError(
+            f"{where}: bias has shape {b.shape}, expected ({w.shape[0]},) "
+            f"to match the weight's {w.shape[0]} outputs"
+        )
+    if not np.all(np.isfinite(b)):
+        raise LipoptError(f"{where}: bias contains NaN or inf values")
+
+
+def _validate_residual(block: Residual, where: str) -> None:
+    if not block.inner:
+        raise LipoptError(f"{where}: residual block has an empty inner chain F")
+    for j, layer in enumerate(block.inner):
+        _validate_dense(layer, f"{where}, inner layer {j}")
+        if j > 0 and block.inner[j - 1].out_dim != layer.in_dim:
+            raise LipoptError(
+                f"{where}, inner layer {j}: expects {layer.in_dim} inputs, gets {block.inner[j - 1].out_dim}"
+            )
+    n_in, n_f = block.inner[0].in_dim, block.inner[-1].out_dim
+    for name, m in (("skip", block.skip), ("out", block.out)):
+        if m is not None:
+            data = m.data if sp.issparse(m) else np.asarray(m)
+            if not np.all(np.isfinite(data)):
+                raise LipoptError(f"{where}: {name} matrix contains NaN or inf values")
+    a_shape = block.skip.shape if block.skip is not None else (n_in, n_in)
+    b_shape = block.out.shape if block.out is not None else (n_f, n_f)
+    if a_shape[1] != n_in or b_shape[1] != n_f or a_shape[0] != b_shape[0]:
+        raise LipoptError(
+            f"{where}: residual shapes do not chain: A is {a_shape[0]}×{a_shape[1]}, "
+            f"B is {b_shape[0]}×{b_shape[1]}, F maps {n_in} → {n_f} (need A: m×{n_in}, B: m×{n_f})"
+        )
+
+
+@dataclass(frozen=True)
+class Site:
+    """An activation site: ``size`` neurons whose derivative ``σ'(z)`` enters the gradient."""
+
+    activation: Activation
+    size: int
+
+
+@dataclass(frozen=True)
+class Network:
+    """An ordered chain of blocks ``x ↦ W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}``.
+
+    Blocks are :class:`Dense` layers or :class:`Residual` blocks. Every block but the last
+    contributes activation *sites* (a Dense layer one, a residual block one per inner layer
+    plus its output activation); the polynomial has one ``s`` variable per site neuron.
+    Validated on construction: at least one layer, shapes chain, weights and biases finite,
+    and the last block is a Dense layer with the identity activation.
+    """
+
+    layers: tuple[Block, ...]
     name: str = "network"
     x0: np.ndarray | None = None
 
@@ -173,29 +282,22 @@ class Network:
         if not layers:
             raise LipoptError("empty network: it has no layers")
         for i, layer in enumerate(layers):
-            w = layer.weight
-            if w.ndim != 2:
-                raise LipoptError(f"layer {i}: weight must be a 2-D matrix, got shape {w.shape}")
-            data = w.data if sp.issparse(w) else np.asarray(w)
-            if not np.all(np.isfinite(data)):
-                raise LipoptError(f"layer {i}: weight contains NaN or inf values")
-            b = np.asarray(layer.bias)
-            if b.shape != (w.shape[0],):
-                raise LipoptError(
-                    f"layer {i}: bias has shape {b.shape}, expected ({w.shape[0]},) "
-                    f"to match the weight's {w.shape[0]} outputs"
-                )
-            if not np.all(np.isfinite(b)):
-                raise LipoptError(f"layer {i}: bias contains NaN or inf values")
+            if isinstance(layer, Residual):
+                _validate_residual(layer, f"layer {i}")
+            elif isinstance(layer, Dense):
+                _validate_dense(layer, f"layer {i}")
+            else:
+                raise LipoptError(f"layer {i}: unknown layer type {type(layer).__name__}")
             if i > 0 and layers[i - 1].out_dim != layer.in_dim:
                 raise LipoptError(
                     f"layer {i}: expects {layer.in_dim} inputs but layer {i - 1} "
                     f"has {layers[i - 1].out_dim} outputs (shape mismatch)"
                 )
-        if layers[-1].activation.name != "identity":
+        last = layers[-1]
+        if not isinstance(last, Dense) or last.activation.name != "identity":
             raise LipoptError(
-                "the last layer must be affine (identity activation); append a Dense layer "
-                "with an identity weight to bound a network that ends in an activation"
+                "the last layer must be affine (a Dense layer with identity activation); append "
+                "a Dense layer with an identity weight to bound a network that ends otherwise"
             )
         if self.x0 is not None:
             x0 = np.asarray(self.x0, dtype=float).ravel()
@@ -228,6 +330,21 @@ class Network:
         return cls(tuple(layers), name=name, x0=x0)
 
     @property
+    def is_chain(self) -> bool:
+        """True when every block is a Dense layer (no residual blocks)."""
+        return all(isinstance(layer, Dense) for layer in self.layers)
+
+    @property
+    def sites(self) -> list[Site]:
+        """Activation sites in forward order (inner layers of a residual block, then its output)."""
+        out: list[Site] = []
+        for layer in self.layers[:-1]:
+            if isinstance(layer, Residual):
+                out.extend(Site(d.activation, d.out_dim) for d in layer.inner)
+            out.append(Site(layer.activation, layer.out_dim))
+        return out
+
+    @property
     def input_dim(self) -> int:
         return self.layers[0].in_dim
 
@@ -237,43 +354,94 @@ class Network:
 
     @property
     def hidden_sizes(self) -> list[int]:
-        return [layer.out_dim for layer in self.layers[:-1]]
+        return [site.size for site in self.sites]
 
     @property
     def depth(self) -> int:
-        """Number of hidden (activation) layers L."""
-        return len(self.layers) - 1
+        """Number of activation sites L (the polynomial has degree ≤ L + 1)."""
+        return len(self.sites)
 
     @property
     def widths(self) -> list[int]:
-        return [self.input_dim] + [layer.out_dim for layer in self.layers]
+        return [self.input_dim, *self.hidden_sizes, self.output_dim]
+
+    def matrices(self) -> list[Matrix]:
+        return [
+            m
+            for layer in self.layers
+            for m in (layer.matrices() if isinstance(layer, Residual) else [layer.weight])
+        ]
 
     def num_parameters(self) -> int:
-        return sum(layer.weight.shape[0] * layer.weight.shape[1] + layer.out_dim for layer in self.layers)
+        weights = sum(m.shape[0] * m.shape[1] for m in self.matrices())
+        biases = sum(
+            d.out_dim
+            for layer in self.layers
+            for d in (layer.inner if isinstance(layer, Residual) else [layer])
+        )
+        return int(weights + biases)
 
     def num_nonzeros(self) -> int:
-        return sum(layer.nnz() + int(np.count_nonzero(layer.bias)) for layer in self.layers)
+        return sum(layer.nnz() for layer in self.layers)
 
     def architecture(self) -> str:
-        return "-".join(str(w) for w in self.widths)
+        parts = [str(self.input_dim)]
+        for layer in self.layers:
+            parts.append(f"res({layer.out_dim})" if isinstance(layer, Residual) else str(layer.out_dim))
+        return "-".join(parts)
 
     # ---- evaluation ------------------------------------------------------------------------
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Forward pass of a batch; returns the output and the pre-activation of every site."""
+        a = np.atleast_2d(np.asarray(x, dtype=float))
+        zs: list[np.ndarray] = []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Residual):
+                h = a
+                for d in layer.inner:
+                    z = _matvec(d.weight, h) + d.bias
+                    zs.append(z)
+                    h = d.activation(z)
+                y = _matvec(layer.skip, a) + _matvec(layer.out, h)
+            else:
+                y = _matvec(layer.weight, a) + layer.bias
+            if i < last:
+                zs.append(y)
+            a = layer.activation(y)
+        return a, zs
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Network output for one input (shape ``(n,)``) or a batch (shape ``(m, n)``)."""
-        a = np.atleast_2d(np.asarray(x, dtype=float))
-        for layer in self.layers:
-            a = layer.activation(np.asarray(layer.weight @ a.T).T + layer.bias)
-        return a if np.ndim(x) == 2 else a[0]
+        out, _ = self._run(x)
+        return out if np.ndim(x) == 2 else out[0]
 
     def pre_activations(self, x: np.ndarray) -> list[np.ndarray]:
-        """Pre-activations ``z_1 … z_L`` of the hidden layers for a batch ``x`` (``m × n``)."""
-        a = np.atleast_2d(np.asarray(x, dtype=float))
-        zs = []
-        for layer in self.layers[:-1]:
-            z = np.asarray(layer.weight @ a.T).T + layer.bias
-            zs.append(z)
-            a = layer.activation(z)
-        return zs
+        """Pre-activations ``z`` of every site (see :attr:`sites`) for a batch ``x`` (``m × n``)."""
+        return self._run(x)[1]
+
+    def backward(self, g: np.ndarray, slopes: Sequence[np.ndarray], absolute: bool = False) -> np.ndarray:
+        """Vector–Jacobian product through the network with given site slopes ``D``.
+
+        ``g`` (``m × out``) is pulled back as ``g ← Wᵀ (D g)`` layer by layer (residual blocks:
+        ``g ← Aᵀ D g + J_Fᵀ Bᵀ D g``). With ``absolute=True`` every matrix is replaced by its
+        entrywise absolute value (for entrywise upper bounds on ``|∇f|``).
+        """
+        k = len(slopes)
+        for layer in reversed(self.layers):
+            if layer is not self.layers[-1]:
+                k -= 1
+                g = g * slopes[k]
+            if isinstance(layer, Residual):
+                g_skip = _rmatvec(layer.skip, g, absolute)
+                h = _rmatvec(layer.out, g, absolute)
+                for d in reversed(layer.inner):
+                    k -= 1
+                    h = _rmatvec(d.weight, h * slopes[k], absolute)
+                g = g_skip + h
+            else:
+                g = _rmatvec(layer.weight, g, absolute)
+        return g
 
     def gradient(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         """``∇ₓ (cᵀ N(x))`` for a batch ``x`` (``m × n``), returned as ``m × n``.
@@ -282,18 +450,18 @@ class Network:
         """
         x2 = np.atleast_2d(np.asarray(x, dtype=float))
         zs = self.pre_activations(x2)
-        g = np.tile(np.asarray(self.layers[-1].weight.T @ c).ravel(), (x2.shape[0], 1))
-        for layer, z in zip(reversed(self.layers[:-1]), reversed(zs), strict=True):
-            g = g * layer.activation.derivative(z)
-            g = np.asarray(layer.weight.T @ g.T).T
+        slopes = [site.activation.derivative(z) for site, z in zip(self.sites, zs, strict=True)]
+        g = np.tile(np.asarray(c, dtype=float).ravel(), (x2.shape[0], 1))
+        g = self.backward(g, slopes)
         return g if np.ndim(x) == 2 else g[0]
 
     # ---- interval bounds -------------------------------------------------------------------
     def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Pre-activation intervals ``[l_l, u_l]`` of every hidden layer for ``x ∈ [lo, hi]``.
+        """Pre-activation intervals ``[l, u]`` of every site for ``x ∈ [lo, hi]``.
 
         Interval arithmetic: with centre ``m`` and radius ``r`` of the previous activation box,
-        ``z ∈ W m + b ± |W| r``. Activations are monotone, so the next box is ``[σ(l), σ(u)]``.
+        ``z ∈ W m + b ± |W| r`` (widened outward by a rounding margin). Activations are
+        monotone, so the next box is ``[σ(l), σ(u)]``.
         """
         lo = np.asarray(lo, dtype=float).ravel()
         hi = np.asarray(hi, dtype=float).ravel()
@@ -303,33 +471,55 @@ class Network:
             )
         if np.any(lo > hi):
             raise LipoptError("input box has lower bounds above upper bounds")
-        out = []
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for layer in self.layers[:-1]:
-            mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
-            w_abs = abs(layer.weight)
-            zc = np.asarray(layer.weight @ mid).ravel() + layer.bias
-            zr = np.asarray(w_abs @ rad).ravel()
-            # outward rounding margin so the interval is valid in floating point
-            slack = (
-                4 * np.finfo(float).eps * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(layer.bias) + zr)
-            )
-            zl, zu = zc - zr - slack, zc + zr + slack
+            if isinstance(layer, Residual):
+                hl, hh = lo, hi
+                for d in layer.inner:
+                    zl, zu = _affine_interval(d.weight, d.bias, hl, hh)
+                    out.append((zl, zu))
+                    hl, hh = d.activation(zl), d.activation(zu)
+                al, au = _affine_interval(layer.skip, None, lo, hi)
+                bl, bu = _affine_interval(layer.out, None, hl, hh)
+                zl, zu = al + bl, au + bu
+                rnd = 4 * EPS * (np.abs(zl) + np.abs(zu))
+                zl, zu = zl - rnd, zu + rnd
+            else:
+                zl, zu = _affine_interval(layer.weight, layer.bias, lo, hi)
             out.append((zl, zu))
             lo, hi = layer.activation(zl), layer.activation(zu)
         return out
 
 
+EPS = float(np.finfo(float).eps)
+
+
+def _affine_interval(
+    w: Matrix | None, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``{W x + b : lo ≤ x ≤ hi}`` enclosed by centre/radius arithmetic, rounded outward."""
+    if w is None:
+        return lo.copy(), hi.copy()
+    mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    w_abs = abs(w)
+    bias = np.zeros(w.shape[0]) if b is None else b
+    zc = np.asarray(w @ mid).ravel() + bias
+    zr = np.asarray(w_abs @ rad).ravel()
+    n = w.shape[1]
+    slack = (n + 4) * EPS * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(bias) + zr)
+    return zc - zr - slack, zc + zr + slack
+
+
 def hidden_derivative_ranges(
     net: Network, box: tuple[np.ndarray, np.ndarray] | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per hidden layer, the interval of ``σ'(z)`` over the domain (global when ``box`` is None)."""
+    """Per activation site, the interval of ``σ'(z)`` over the domain (global when ``box`` is None)."""
     if box is None:
         return [
-            layer.activation.derivative_range(np.full(layer.out_dim, -np.inf), np.full(layer.out_dim, np.inf))
-            for layer in net.layers[:-1]
+            site.activation.derivative_range(np.full(site.size, -np.inf), np.full(site.size, np.inf))
+            for site in net.sites
         ]
     bounds = net.interval_bounds(*box)
     return [
-        layer.activation.derivative_range(zl, zu)
-        for layer, (zl, zu) in zip(net.layers[:-1], bounds, strict=True)
+        site.activation.derivative_range(zl, zu) for site, (zl, zu) in zip(net.sites, bounds, strict=True)
     ]

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
-from .network import Network, hidden_derivative_ranges
+from .network import Dense, Network, Residual, hidden_derivative_ranges
 from .polynomial import PAD, Polynomial
 
 NORMS = ("inf", "2", "1")
@@ -208,22 +208,136 @@ class LipschitzProblem:
 # Path enumeration: the norm-gradient polynomial
 # ---------------------------------------------------------------------------------------------
 def _as_csr(w) -> sp.csr_matrix:
-    return w.tocsr() if sp.issparse(w) else sp.csr_matrix(np.asarray(w))
+    m = w.tocsr() if sp.issparse(w) else sp.csr_matrix(np.asarray(w, dtype=float))
+    m.eliminate_zeros()
+    return m
+
+
+@dataclass
+class _Terms:
+    """A vector of polynomials ``g_r = Σ coef · Π vars`` in expanded form (one term per path).
+
+    ``rows[k]`` is the entry ``r`` that term ``k`` belongs to; ``cols`` lists, per step, the
+    variable index each term picked up (``PAD`` for none).
+    """
+
+    rows: np.ndarray
+    cols: list[np.ndarray]
+    coef: np.ndarray
+
+    def pull(self, m) -> _Terms:
+        """``g ← mᵀ g``: term at row i becomes one term per non-zero ``m[i, j]``, at row j."""
+        if m is None:
+            return self
+        w = _as_csr(m)
+        counts = np.diff(w.indptr)[self.rows]
+        rep = np.repeat(np.arange(len(self.rows)), counts)
+        within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+        nz = np.repeat(w.indptr[self.rows], counts) + within
+        return _Terms(w.indices[nz], [c[rep] for c in self.cols], self.coef[rep] * w.data[nz])
+
+    def times_site(self, offset: int, dead: np.ndarray | None) -> _Terms:
+        """``g ← diag(s) g`` for the site whose variables start at ``offset``; ``s ≡ 0`` neurons
+        (``dead``) remove their terms."""
+        keep = slice(None) if dead is None else ~dead[self.rows]
+        t = _Terms(self.rows[keep], [c[keep] for c in self.cols], self.coef[keep])
+        t.cols.append(t.rows + offset)
+        return t
+
+    def plus(self, other: _Terms) -> _Terms:
+        width = max(len(self.cols), len(other.cols))
+
+        def padded(t: _Terms) -> list[np.ndarray]:
+            fill = [np.full(len(t.rows), PAD, dtype=np.int64)] * (width - len(t.cols))
+            return fill + t.cols
+
+        cols = [np.concatenate(pair) for pair in zip(padded(self), padded(other), strict=True)]
+        return _Terms(np.concatenate([self.rows, other.rows]), cols, np.concatenate([self.coef, other.coef]))
+
+    def merged(self) -> _Terms:
+        """Combine equal (row, monomial) terms (needed after residual sums)."""
+        if not len(self.rows):
+            return self
+        key = np.sort(np.stack(self.cols, axis=1), axis=1) if self.cols else np.zeros((len(self.rows), 0))
+        table = np.column_stack([self.rows, key]).astype(np.int64)
+        uniq, inv = np.unique(table, axis=0, return_inverse=True)
+        coef = np.bincount(inv.ravel(), weights=self.coef, minlength=len(uniq))
+        keep = coef != 0
+        uniq = uniq[keep]
+        return _Terms(uniq[:, 0], [uniq[:, j] for j in range(1, uniq.shape[1])], coef[keep])
+
+
+def _site_offsets(net: Network) -> np.ndarray:
+    """Start index of each site's variables (after the ``n0`` input variables ``t``)."""
+    return net.input_dim + np.concatenate([[0], np.cumsum(net.hidden_sizes)]).astype(np.int64)
+
+
+def _backward_terms(net: Network, c: np.ndarray, dead: list[np.ndarray] | None, max_paths: int) -> _Terms:
+    """Expand ``∇f = J(s)ᵀ c`` symbolically: rows = input coordinates, one term per path."""
+    offsets = _site_offsets(net)
+    c = np.asarray(c, dtype=float).ravel()
+    start = np.flatnonzero(c)
+    terms = _Terms(start, [], c[start])
+    k = net.depth
+    last = net.layers[-1]
+
+    def check(t: _Terms) -> _Terms:
+        if len(t.rows) > max_paths:
+            raise LipoptError(
+                f"the norm-gradient polynomial has more than {max_paths:,} monomials (paths); use "
+                "a smaller network, a local domain, or raise max_paths"
+            )
+        return t
+
+    def site(t: _Terms) -> _Terms:
+        nonlocal k
+        k -= 1
+        return t.times_site(int(offsets[k]), None if dead is None else dead[k])
+
+    for layer in reversed(net.layers):
+        if layer is not last:
+            terms = site(terms)
+        if isinstance(layer, Residual):
+            skip = terms.pull(layer.skip)
+            inner = check(terms.pull(layer.out))
+            for d in reversed(layer.inner):
+                inner = check(site(inner).pull(d.weight))
+            terms = check(skip.plus(inner).merged())
+        else:
+            terms = check(terms.pull(layer.weight))
+    return terms
 
 
 def count_paths(net: Network, c: np.ndarray) -> int:
-    """Number of monomials (non-zero input→output paths) of the norm-gradient polynomial."""
-    w_out = np.asarray(net.layers[-1].weight.T @ c).ravel()
-    count = (w_out != 0).astype(float)
-    for layer in reversed(net.layers[:-1]):
-        pattern = _as_csr(layer.weight)
-        pattern = sp.csr_matrix((np.ones_like(pattern.data), pattern.indices, pattern.indptr), pattern.shape)
-        count = np.asarray(pattern.T @ count).ravel()
-    return int(count.sum())
+    """Number of non-zero input→output paths (monomials of ``P`` before merging)."""
+    g = (np.asarray(c, dtype=float) != 0).astype(float)[None, :]
+    pattern = Network(
+        tuple(_pattern_block(layer) for layer in net.layers), name=net.name
+    )  # same structure, weights replaced by their 0/1 patterns
+    ones = [np.ones((1, size)) for size in net.hidden_sizes]
+    return int(round(float(pattern.backward(g, ones).sum())))
+
+
+def _pattern(m):
+    if m is None:
+        return None
+    p = _as_csr(m)
+    return sp.csr_matrix((np.ones_like(p.data), p.indices, p.indptr), p.shape)
+
+
+def _pattern_block(layer):
+    if isinstance(layer, Residual):
+        return Residual(
+            tuple(Dense(_pattern(d.weight), d.bias, d.activation) for d in layer.inner),
+            _pattern(layer.skip),
+            _pattern(layer.out),
+            layer.activation,
+        )
+    return Dense(_pattern(layer.weight), layer.bias, layer.activation)
 
 
 def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) -> VariableTable:
-    """Variables ``t_0 … t_{n0−1}, s_{1,·}, …, s_{L,·}`` in that global order."""
+    """Variables ``t_0 … t_{n0−1}``, then the ``s`` variables of every site, in that order."""
     n0 = net.input_dim
     kinds = [np.full(n0, "t")]
     layers = [np.zeros(n0, dtype=int)]
@@ -245,43 +359,25 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
     )
 
 
-def gradient_polynomial(net: Network, c: np.ndarray, max_paths: int = DEFAULT_MAX_PATHS) -> Polynomial:
-    """``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c`` over the variables of
-    :func:`variable_table` (one monomial per non-zero path).
+def gradient_polynomial(
+    net: Network,
+    c: np.ndarray,
+    max_paths: int = DEFAULT_MAX_PATHS,
+    ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Polynomial:
+    """``P(t, s) = tᵀ J(s)ᵀ c`` over the variables of :func:`variable_table`.
 
-    Built backwards from the output by vectorized CSR expansion: every partial path ending at
-    neuron ``i`` of layer ``l`` is repeated once per non-zero ``W_l[i, j]`` and extended to ``j``.
+    For a chain ``J(s)ᵀ c = W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c``: one monomial per non-zero
+    path, built backwards from the output by vectorized CSR expansion (every partial path at
+    neuron ``i`` is repeated once per non-zero ``W[i, j]``). Residual blocks add the skip branch
+    ``Aᵀ`` beside the inner chain, giving lower-degree monomials. With ``ranges``, neurons whose
+    derivative is identically 0 are pruned.
     """
-    n_paths = count_paths(net, c)
-    if n_paths > max_paths:
-        raise LipoptError(
-            f"the norm-gradient polynomial has {n_paths:,} monomials (paths), above the limit of "
-            f"{max_paths:,}; use a smaller network, a local domain, or raise max_paths"
-        )
-    sizes = net.widths[:-1]  # n0, n1, …, nL
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    n_vars = int(offsets[-1])
-    w_out = np.asarray(net.layers[-1].weight.T @ c).ravel()
-    L = net.depth
-    ends = np.flatnonzero(w_out)
-    coef = w_out[ends]
-    cols = [ends + offsets[L]] if L >= 1 else []
-    if L == 0:
-        return Polynomial.from_terms((ends + offsets[0])[:, None].astype(np.int32), coef, n_vars)
-    for l in range(L, 0, -1):  # layer weight W_l maps layer l-1 → l
-        w = _as_csr(net.layers[l - 1].weight)
-        w.eliminate_zeros()
-        counts = np.diff(w.indptr)[ends]
-        rep = np.repeat(np.arange(len(ends)), counts)
-        starts = np.repeat(w.indptr[ends], counts)
-        within = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-        nz = starts + within
-        coef = coef[rep] * w.data[nz]
-        cols = [col[rep] for col in cols]
-        ends = w.indices[nz]
-        cols.append(ends + offsets[l - 1])
-    supports = np.stack(cols[::-1], axis=1).astype(np.int32)  # t, s_1, …, s_L ascending
-    return Polynomial.from_terms(supports, coef, n_vars)
+    n_vars = net.input_dim + sum(net.hidden_sizes)
+    dead = None if ranges is None else [(lo == 0) & (hi == 0) for lo, hi in ranges]
+    terms = _backward_terms(net, c, dead, max_paths)
+    supports = np.stack([*terms.cols, terms.rows], axis=1).astype(np.int32)  # rows are the t's
+    return Polynomial.from_terms(supports, terms.coef, n_vars)
 
 
 def _widen(lo: np.ndarray, hi: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +391,8 @@ def derivative_ranges(net: Network, domain: Domain | None) -> list[tuple[np.ndar
     box = None if domain is None else (domain.lo, domain.hi)
     ranges = hidden_derivative_ranges(net, box)
     return [
-        _widen(lo, hi, layer.activation.is_piecewise_linear)
-        for (lo, hi), layer in zip(ranges, net.layers[:-1], strict=True)
+        _widen(lo, hi, site.activation.is_piecewise_linear)
+        for (lo, hi), site in zip(ranges, net.sites, strict=True)
     ]
 
 
@@ -331,7 +427,7 @@ def build_problem(
     grads: list[Polynomial] = []
     pops: list[BinaryPOP] = []
     for c, label in zip(target.vectors, target.labels, strict=True):
-        P = gradient_polynomial(net, c, max_paths)
+        P = gradient_polynomial(net, c, max_paths, ranges)
         grads.append(P)
         # a path coefficient is a product of L+1 rounded weights: relative error (L+1)·eps
         path_err = (net.depth + 2) * EPS * P.abs_coef_sum()
@@ -357,10 +453,12 @@ def _range_mass(table: VariableTable, degree: int) -> float:
 
 def _split_by_input(P: Polynomial, n0: int) -> list[Polynomial]:
     """``P = Σ_i t_i P_i(s)``: return ``P_i`` (over the same variable numbering, no t)."""
-    t_idx = P.supports[:, 0]
-    rest = P.supports[:, 1:]
-    if rest.shape[1] == 0:
-        rest = np.full((len(t_idx), 1), PAD, dtype=np.int32)
+    width = P.supports.shape[1]
+    first = width - P.degrees  # rows are sorted with padding first: t is the first variable
+    rows = np.arange(P.num_terms)
+    t_idx = P.supports[rows, first]
+    rest = P.supports.copy()
+    rest[rows, first] = PAD
     order = np.argsort(t_idx, kind="stable")
     bounds = np.searchsorted(t_idx[order], np.arange(n0 + 1))
     return [
