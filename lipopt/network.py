@@ -508,18 +508,3 @@ def _affine_interval(
     n = w.shape[1]
     slack = (n + 4) * EPS * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(bias) + zr)
     return zc - zr - slack, zc + zr + slack
-
-
-def hidden_derivative_ranges(
-    net: Network, box: tuple[np.ndarray, np.ndarray] | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per activation site, the interval of ``σ'(z)`` over the domain (global when ``box`` is None)."""
-    if box is None:
-        return [
-            site.activation.derivative_range(np.full(site.size, -np.inf), np.full(site.size, np.inf))
-            for site in net.sites
-        ]
-    bounds = net.interval_bounds(*box)
-    return [
-        site.activation.derivative_range(zl, zu) for site, (zl, zu) in zip(net.sites, bounds, strict=True)
-    ]

@@ -22,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
-from .network import Dense, Network, Residual, hidden_derivative_ranges
+from .intervals import hidden_derivative_ranges
+from .network import Dense, Network, Residual
 from .polynomial import PAD, Polynomial
 
 NORMS = ("inf", "2", "1")
