@@ -23,7 +23,8 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(BIN)/lipopt info $(NET)
-	$(BIN)/lipopt bound $(NET) --norm inf --output 0 --method naive --method abs-product --method lp --degree 2 --method sdp --degree 1 --seed 0
+	$(BIN)/lipopt bound $(NET) --norm inf --output 0 --center x0 --eps 0.02 \
+		--method naive --method abs-product --method lp --degree 3 --seed 0
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

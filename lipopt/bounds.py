@@ -441,7 +441,7 @@ def bound_chain(
     net: Network,
     norm: str = "inf",
     methods: Sequence[str] = ("naive", "abs-product", "lp", "lower"),
-    degrees: Sequence[int] | None = None,
+    degrees: Sequence[int] | dict[str, Sequence[int]] | None = None,
     target: Target | None = None,
     domain: Domain | None = None,
     *,
@@ -454,15 +454,17 @@ def bound_chain(
 ) -> ChainResult:
     """Naive products, relaxations of each requested degree, and a lower bound.
 
-    ``degrees`` applies to the relaxations (``lp``: Sherali–Adams level k ≥ polynomial degree;
+    ``degrees`` applies to the relaxations — one list for all, or ``{method: [degrees]}`` —
+    (``lp``: Sherali–Adams level k ≥ polynomial degree;
     ``sdp``: moment order d, 1 = Shor). Relaxation values are non-increasing in the degree.
     """
     norm = parse_norm(norm)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise LipoptError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
-    if degrees is not None:
-        bad = [d for d in degrees if not isinstance(d, int | np.integer) or d < 1]
+    per_method = degrees if isinstance(degrees, dict) else {m: degrees for m in RELAXATIONS}
+    for degs in per_method.values():
+        bad = [d for d in (degs or []) if not isinstance(d, int | np.integer) or d < 1]
         if bad:
             raise LipoptError(f"degree must be a positive integer, got {bad[0]!r}")
     target = target or make_target(net)
@@ -479,7 +481,8 @@ def bound_chain(
     for m in methods:
         if m in RELAXATIONS:
             assert problem is not None
-            degs = sorted(set(degrees)) if degrees else default_degrees(problem, m)
+            given = per_method.get(m)
+            degs = sorted(set(given)) if given else default_degrees(problem, m)
             steps.extend((m, int(d)) for d in degs)
         elif m != "lower":
             steps.append((m, None))

@@ -36,6 +36,43 @@ examples:
 """
 
 
+class _MethodAction(argparse.Action):
+    """Collects ``--method`` and ``--degree`` in order into ``[(method, [degrees]), …]``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        plan = list(getattr(namespace, self.dest, None) or [])
+        plan.append((values, []))
+        setattr(namespace, self.dest, plan)
+
+
+class _DegreeAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        plan = list(getattr(namespace, self.dest, None) or [])
+        if not plan or plan[-1][0] not in ("lp", "sdp", "sdp+lp"):
+            plan.append(("*", []))  # degrees for every relaxation
+        plan[-1][1].append(values)
+        setattr(namespace, self.dest, plan)
+
+
+def plan_methods(plan: list[tuple[str, list[int]]] | None) -> tuple[list[str], dict[str, list[int]]]:
+    """Methods in order and per-relaxation degrees from the ``--method/--degree`` sequence."""
+    methods: list[str] = []
+    degrees: dict[str, list[int]] = {}
+    shared = [d for m, ds in (plan or []) if m == "*" for d in ds]
+    for m, ds in plan or []:
+        if m == "*":
+            continue
+        if m not in methods:
+            methods.append(m)
+        degrees.setdefault(m, []).extend(ds)
+    if not methods:
+        methods = ["naive", "abs-product", "lp", "lower"]
+    for m in methods:
+        if not degrees.get(m) and shared:
+            degrees[m] = list(shared)
+    return methods, {m: d for m, d in degrees.items() if d}
+
+
 def _add_target_and_domain(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--output", type=int, metavar="I", help="bound the output I (default: every output, max)")
@@ -76,16 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm ℓp (default inf)")
     bound.add_argument(
         "--method",
-        action="append",
+        action=_MethodAction,
+        dest="plan",
         metavar="M",
         help="method (repeatable; default: naive abs-product lp lower)",
     )
     bound.add_argument(
         "--degree",
-        action="append",
+        action=_DegreeAction,
+        dest="plan",
         type=int,
         metavar="K",
-        help="relaxation degree/level (repeatable; default: per method)",
+        help="relaxation degree/level (repeatable); binds to the --method before it, "
+        "or to every relaxation when given first (default: per method)",
     )
     _add_target_and_domain(bound)
     bound.add_argument("--json", action="store_true", help="print one JSON object")
@@ -105,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="correlative sparsity graph, chordal extension, cliques")
     graph.add_argument("network")
+    graph.add_argument(
+        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+    )
     graph.add_argument("--norm", default="inf", choices=["inf", "2", "1"])
     _add_target_and_domain(graph)
     graph.add_argument(
@@ -205,7 +248,7 @@ def cmd_bound(args) -> int:
 
     net = _load(args)
     target, domain = _target_domain(net, args)
-    methods = args.method or ["naive", "abs-product", "lp", "lower"]
+    methods, degrees = plan_methods(args.plan)
     for m in methods:
         if m not in METHODS:
             raise LipoptError(f"unknown method {m!r}; choose from: {', '.join(METHODS)}")
@@ -215,7 +258,7 @@ def cmd_bound(args) -> int:
         net,
         args.norm,
         methods,
-        args.degree,
+        degrees,
         target,
         domain,
         seed=args.seed,

@@ -377,21 +377,29 @@ def test_torch_corrupt_file(tmp_path: Path) -> None:
     _assert_one_line_error(exc, "bad.pt", "cannot be read by torch")
 
 
-def test_torch_conv2d_not_yet_supported() -> None:
+def test_torch_conv2d_needs_input_shape() -> None:
     torch = pytest.importorskip("torch")
     nn = torch.nn
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
-    with pytest.raises(LipoptError, match="Conv2d is not yet supported"):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1)).double()
+    with pytest.raises(LipoptError) as exc:
         load_network(model)
+    _assert_one_line_error(exc, "Conv2d", "a convolutional network needs --input-shape C H W")
+    net = load_network(model, input_shape=(1, 4, 4))  # 2 channels × 2 × 2 = 8 features
+    assert net.architecture() == "16-8-1"
+    assert net.layers[0].is_sparse
+    x = np.random.default_rng(6).standard_normal((5, 16))
+    with torch.no_grad():
+        ref = model(torch.tensor(x).reshape(5, 1, 4, 4)).numpy()
+    np.testing.assert_allclose(net.forward(x), ref, rtol=0, atol=1e-12)
 
 
 def test_torch_unknown_module() -> None:
     torch = pytest.importorskip("torch")
     nn = torch.nn
-    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1))
+    model = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3), nn.ReLU(), nn.Linear(3, 1))
     with pytest.raises(LipoptError) as exc:
         load_network(model)
-    _assert_one_line_error(exc, "BatchNorm1d", "supported: Linear, ReLU")
+    _assert_one_line_error(exc, "LayerNorm", "supported: Linear, ReLU")
 
 
 def test_torch_activation_first_or_bad_slope() -> None:
