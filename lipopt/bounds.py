@@ -341,7 +341,7 @@ def _relaxation_bound(
         method,
         degree,
         value,
-        certified and np.isfinite(value),
+        bool(certified and np.isfinite(value)),
         status,
         time.perf_counter() - t0,
         build,
@@ -397,14 +397,14 @@ def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
 
 
 def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> BoundResult:
-    from .lipsdp import lipsdp_neuron
-
     if problem.norm != "2":
         raise LipoptError("lipsdp bounds the ℓ2 constant only: use it with --norm 2")
     if problem.domain is not None:
         raise LipoptError("lipsdp is a global method; drop the domain or use --method lp/sdp")
     if not net.is_chain:
         raise LipoptError("lipsdp supports plain feed-forward chains only, not residual blocks")
+    from .lipsdp import lipsdp_neuron
+
     acts = {site.activation for site in net.sites}
     slopes = [a.slope_bounds for a in acts] or [(1.0, 1.0)]
     alpha, beta = min(s[0] for s in slopes), max(s[1] for s in slopes)

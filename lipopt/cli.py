@@ -228,7 +228,7 @@ def cmd_info(args) -> int:
         "layers": layers,
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, default=_jsonable))
         return 0
     print(f"{net.name}: {info['architecture']}  ({net.depth} hidden layers)")
     print(
@@ -267,7 +267,7 @@ def cmd_bound(args) -> int:
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
     )
     if args.json:
-        print(json.dumps(chain.to_dict(), indent=2))
+        print(json.dumps(chain.to_dict(), indent=2, default=_jsonable))
         return 0
     print(format_chain(chain))
     return 0
@@ -356,7 +356,7 @@ def cmd_plot(args) -> int:
 
 
 def _jsonable(o):
-    if isinstance(o, np.integer | np.floating):
+    if isinstance(o, np.integer | np.floating | np.bool_):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
