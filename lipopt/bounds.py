@@ -57,6 +57,7 @@ class BoundResult:
     solver_value: float | None = None
     size: dict = field(default_factory=dict)
     solver: str | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -430,6 +431,28 @@ def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> Bou
     )
 
 
+def _keep_monotone(previous: list[BoundResult], new: BoundResult) -> BoundResult:
+    """Levels are nested, so a lower level's certificate is valid for a higher one: if the new
+    level's certified value came out above it (solver tolerance), report the tighter one."""
+    earlier = [
+        b
+        for b in previous
+        if b.method == new.method and b.certified and b.degree is not None and b.degree < new.degree
+    ]
+    if not earlier:
+        return new
+    best = min(earlier, key=lambda b: b.value)
+    if new.certified and new.value <= best.value:
+        return new
+    new.note = (
+        f"degree {new.degree} certified {new.value:.10g}"
+        + ("" if new.certified else " (not certified)")
+        + f"; kept the degree-{best.degree} certificate, valid for every higher degree"
+    )
+    new.value, new.certified = best.value, True
+    return new
+
+
 def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:
     deg = max((p.degree for p in problem.pops), default=1)
     if method == "lp":
@@ -506,7 +529,7 @@ def bound_chain(
             results.append(_lipsdp_bound(net, problem, opts))
         else:
             assert problem is not None and d is not None
-            results.append(_relaxation_bound(problem, m, d, opts))
+            results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))
         bar.update(1)
     low = None
     if "lower" in methods:

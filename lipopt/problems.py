@@ -505,7 +505,8 @@ def _sum_of_squares(parts: list[BinaryPOP], table: VariableTable, label: str, pa
         glob = _table_index(table, p.variables)
         local = np.searchsorted(union, glob)
         s = p.polynomial.supports
-        remapped = np.where(s == PAD, PAD, local[np.where(s == PAD, 0, s)]).astype(np.int32)
+        lookup = np.append(local, PAD)  # padding (and constant parts) map to PAD
+        remapped = lookup[np.where(s == PAD, len(local), s)].astype(np.int32)
         q = Polynomial.from_terms(remapped, p.polynomial.coef, len(union))
         sq = q.multiply(q, binary=True)
         mass += q.abs_coef_sum() ** 2

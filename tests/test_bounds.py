@@ -78,3 +78,14 @@ def test_chain_rejects_unknown_method_and_bad_degree():
         bound_chain(net, "inf", ["magic"])
     with pytest.raises(LipoptError, match="positive integer"):
         bound_chain(net, "inf", ["naive"], degrees=[0])
+
+
+def test_chain_is_monotone_even_when_a_higher_level_certifies_worse():
+    from lipopt.bounds import BoundResult, _keep_monotone
+
+    lo = BoundResult("lp", 2, 1.0, True, "optimal", 0.1)
+    hi = BoundResult("lp", 3, 1.0000001, True, "optimal", 0.1)
+    kept = _keep_monotone([lo], hi)
+    assert kept.value == 1.0 and kept.certified and "degree-2" in kept.note
+    failed = BoundResult("lp", 4, float("inf"), False, "time_limit", 0.1)
+    assert _keep_monotone([lo, kept], failed).value == 1.0

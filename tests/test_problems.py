@@ -89,3 +89,14 @@ def test_path_limit_is_a_clear_error():
     net = random_net([20, 20, 20, 1], seed=0)
     with pytest.raises(LipoptError, match="monomials"):
         gradient_polynomial(net, np.ones(1), max_paths=100)
+
+
+def test_local_l2_with_constant_coordinate_parts():
+    """Regression: a coordinate whose gradient entry is constant on the domain (no free s)."""
+    net = random_net([4, 6, 5, 1], seed=0, band=1)
+    x0 = np.full(4, 0.3)
+    domain = make_domain(net, center=x0, eps=1e-4)  # tiny ball: every neuron is stable
+    problem = build_problem(net, "2", make_target(net, output=0), domain)
+    g = net.gradient(x0, np.ones(1))
+    vals = [p.polynomial.constant_term if p.n_vars == 0 else None for p in problem.pops]
+    assert problem.combine(vals) == pytest.approx(np.linalg.norm(g), rel=1e-9)
