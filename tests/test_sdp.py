@@ -262,3 +262,13 @@ def test_bound_chain_runs_the_sdp_methods():
     vals = {b.method: b for b in chain.bounds}
     assert vals["sdp"].certified and vals["sdp+lp"].certified
     assert vals["sdp+lp"].value <= vals["sdp"].value + TOL
+
+
+def test_shor_on_a_linear_pop():
+    """Regression: local domains can leave a degree-1 POP (width-1 supports)."""
+    from lipopt.polynomial import Polynomial
+    from lipopt.solvers.sdp_pipeline import sdp_bound
+
+    poly = Polynomial.from_terms(np.array([[0], [1], [-1]]), np.array([2.0, -1.0, 0.5]), 2)
+    r = sdp_bound(poly, 1)
+    assert r.certified and r.value >= 2.5 - 1e-12 and r.value <= 2.5 + 1e-6

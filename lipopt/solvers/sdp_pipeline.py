@@ -136,6 +136,8 @@ def quadratic_form(poly: Polynomial, dense_limit: int = DENSE_SHOR_LIMIT):
     n = p.n_vars
     deg = p.degrees
     s = np.asarray(p.supports, dtype=np.int64)
+    if s.shape[1] < 2:  # linear or constant polynomial: pad to two columns
+        s = np.hstack([np.full((s.shape[0], 2 - s.shape[1]), -1, dtype=np.int64), s])
     const = float(p.coef[deg == 0].sum())  # at most one constant monomial: exact
     q = np.zeros(n)
     one = deg == 1
