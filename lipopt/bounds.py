@@ -36,7 +36,7 @@ from .problems import (
 )
 
 EPS = float(np.finfo(float).eps)
-UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "exact-pop", "lipsdp")
+UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "sdp-ball", "exact-pop", "lipsdp")
 METHODS = UPPER_METHODS + ("lower",)
 RELAXATIONS = ("lp", "sdp", "sdp+lp")
 GLOBAL_SAMPLING_RADIUS = 10.0
@@ -397,10 +397,12 @@ def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
     )
 
 
-def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> BoundResult:
-    if problem.norm != "2":
+def _lipsdp_bound(
+    net: Network, norm: str, target: Target, domain: Domain | None, options: dict
+) -> BoundResult:
+    if norm != "2":
         raise LipoptError("lipsdp bounds the ℓ2 constant only: use it with --norm 2")
-    if problem.domain is not None:
+    if domain is not None:
         raise LipoptError("lipsdp is a global method; drop the domain or use --method lp/sdp")
     if not net.is_chain:
         raise LipoptError("lipsdp supports plain feed-forward chains only, not residual blocks")
@@ -414,7 +416,7 @@ def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> Bou
     r = lipsdp_neuron(weights, alpha=alpha, beta=beta, **options.get("lipsdp", {}))
     dt = time.perf_counter() - t0
     # ‖N(x) − N(y)‖₂ ≤ L‖x − y‖₂ ⇒ |cᵀ(N(x) − N(y))| ≤ ‖c‖₂ L ‖x − y‖₂
-    scale = float(max(np.linalg.norm(c) for c in problem.target.vectors))
+    scale = float(max(np.linalg.norm(c) for c in target.vectors))
     value = r.certified_value * scale * (1 + 4 * EPS)
     return BoundResult(
         "lipsdp",
@@ -428,6 +430,29 @@ def _lipsdp_bound(net: Network, problem: LipschitzProblem, options: dict) -> Bou
         r.solver_value * scale,
         {"neurons": sum(net.hidden_sizes)},
         getattr(r, "solver", None),
+    )
+
+
+def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> BoundResult:
+    """``sdp-ball``: the ℓ2 ball-constrained SDP (b) of one-hidden-layer nets, max over targets."""
+    if norm != "2":
+        raise LipoptError("sdp-ball bounds the ℓ2 constant only: use it with --norm 2, or --method sdp")
+    from .solvers.ball_sdp import ball_sdp_target_bound
+
+    t0 = time.perf_counter()
+    r = ball_sdp_target_bound(net, target, domain, **options.get("sdp-ball", {}))
+    return BoundResult(
+        "sdp-ball",
+        None,
+        r.value,
+        r.certified,
+        r.status,
+        time.perf_counter() - t0,
+        r.build_time_s,
+        r.solve_time_s,
+        r.solver_value,
+        r.size,
+        r.solver,
     )
 
 
@@ -495,11 +520,12 @@ def bound_chain(
     opts.setdefault("lp", {}).setdefault("time_limit", time_limit)
     opts["lp"].setdefault("max_bytes", max_memory_bytes)
     opts.setdefault("sdp", {}).setdefault("time_limit", time_limit)
+    opts.setdefault("sdp-ball", {}).setdefault("time_limit", time_limit)
 
     steps: list[tuple[str, int | None]] = []
     problem: LipschitzProblem | None = None
     needs_problem = any(m in RELAXATIONS or m == "exact-pop" for m in methods)
-    if needs_problem or "lipsdp" in methods:
+    if needs_problem:
         problem = build_problem(net, norm, target, domain)
     for m in methods:
         if m in RELAXATIONS:
@@ -525,8 +551,9 @@ def bound_chain(
             assert problem is not None
             results.append(_exact_pop_bound(problem, exact_max_vars))
         elif m == "lipsdp":
-            assert problem is not None
-            results.append(_lipsdp_bound(net, problem, opts))
+            results.append(_lipsdp_bound(net, norm, target, domain, opts))
+        elif m == "sdp-ball":
+            results.append(_ball_bound(net, norm, target, domain, opts))
         else:
             assert problem is not None and d is not None
             results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))

@@ -25,6 +25,7 @@ methods:
   lp           Sherali–Adams LP level k (LiPopt-k) on the sparse binary POP, certified
   sdp          Lasserre/Shor SDP of order d (d = 1: Shor), certified
   sdp+lp       Shor SDP strengthened with Sherali–Adams constraints
+  sdp-ball     ℓ2 Shor SDP keeping t in the unit ball (one hidden layer)
   lipsdp       LipSDP-Neuron (ℓ2, vector output), certified
   exact-pop    exact maximum of the polynomial by vertex enumeration (tiny networks)
   lower        largest gradient norm found at real points (lower bound)
