@@ -34,9 +34,9 @@ def _zeta(values: np.ndarray, bits: int) -> np.ndarray:
 def exact_pop_max(poly: Polynomial, max_vars: int = 24) -> float:
     """``max_{u ∈ {0,1}^n} p(u)`` by vertex enumeration (``u² = u`` is applied first)."""
     n = poly.n_vars
-    if n > max_vars:
+    if n > min(max_vars, 40):
         raise LipoptError(
-            f"exact enumeration over 2^{n} vertices is above the limit 2^{max_vars}; "
+            f"exact enumeration over 2^{n} vertices is above the limit 2^{min(max_vars, 40)}; "
             "use it on tiny problems only"
         )
     p = poly.reduce_binary()

@@ -6,6 +6,6 @@
 Data flows one way: :mod:`lipopt.graph` (cliques) → here → :mod:`lipopt.solvers`.
 """
 
-from .lp import BASES, LPRelaxation, build_lp, estimate_lp_size
+from .lp import BASES, LPRelaxation, build_lp, default_project, estimate_lp_size
 
-__all__ = ["BASES", "LPRelaxation", "build_lp", "estimate_lp_size"]
+__all__ = ["BASES", "LPRelaxation", "build_lp", "default_project", "estimate_lp_size"]

@@ -13,11 +13,12 @@ dual instead:
 
     minimize  c0 + a0ᵀλ + 1ᵀw   s.t.   w − Aᵀλ ≥ c,   λ ≥ 0,  w ≥ 0
 
-whose column-wise matrix is ``[−A | I]`` read from the CSR arrays of ``A`` without copying
-work; its primal values ``λ`` are the certificate multipliers and its objective is exactly the
-certified value of :mod:`lipopt.solvers.certify` (``w = max(res, 0)``). The relaxations have far
-more rows than columns, and HiGHS's interior point (IPX) is markedly faster on this side: the
-dense 80-80-1 level-3 LP solves in ≈ 45 s instead of > 10 min.
+whose column-wise matrix ``[−A | I]`` is the CSR arrays of ``A`` read column-wise (column ``r``
+of the dual = row ``r`` of ``A``); its primal values ``λ`` are the certificate multipliers and its
+objective is exactly the certified value of :mod:`lipopt.solvers.certify` (``w = max(res, 0)``).
+The relaxations have far more rows than columns, and HiGHS's interior point (IPX) is faster on
+this side (dense 40-40-1 level 3: 6.0 s vs 8.9 s; the dense 80-80-1 level-3 relaxation — 1.38 M
+rows, 9 720 columns after projection — solves in ≈ 50 s; the unprojected primal took 14 min).
 
 Methods: ``simplex`` (dual simplex on the primal), ``ipm`` (IPX without crossover on the dual:
 the multipliers are approximate, which the certificate tolerates), ``ipm-crossover``, ``pdlp``,
@@ -85,6 +86,22 @@ def _new_highs(verbose: bool):
     return h
 
 
+_THREADS: int | None = None
+
+
+def _set_threads(h, threads: int | None) -> None:
+    """HiGHS keeps one global thread pool, sized by the first solve; changing ``threads`` later
+    makes the solve fail unless the pool is reset first."""
+    global _THREADS
+    want = 0 if threads is None else int(threads)
+    if want < 0:
+        raise LipoptError(f"threads must be >= 0 (0 = automatic), got {threads}")
+    if _THREADS is not None and want != _THREADS:
+        h.resetGlobalScheduler(True)
+    h.setOptionValue("threads", want)
+    _THREADS = want
+
+
 def highs_version() -> str:
     hs = _highspy()
     try:
@@ -144,9 +161,9 @@ def _status_name(model_status) -> str:
 def choose_method(relax: LPRelaxation) -> str:
     """``auto``: dual simplex for small LPs (≤ 20 000 non-zeros), else interior point.
 
-    Measured (2 cores): dense 80-80-1 level 2 (76 k non-zeros) simplex 5.2 s, IPM 0.8 s;
-    10-10-1 level 4 (≈ 10⁵ non-zeros) simplex 5.7 s, IPM 2.0 s; tiny LPs are a tie and simplex
-    returns vertex duals.
+    Measured (2 cores, projected Sherali–Adams): dense 80-80-1 level 2 (52 k non-zeros) simplex
+    0.66 s, IPM 0.15 s; dense 20-20-1 level 3 (22 k rows) 1.97 s vs 0.23 s; banded 40-40-1
+    (s = 20) level 3 12.4 s vs 0.58 s. Tiny LPs are a tie and simplex returns exact vertex duals.
     """
     return "simplex" if relax.nnz <= 20_000 else "ipm"
 
@@ -193,8 +210,7 @@ def solve_lp(
         raise LipoptError(f"the LP has {A.nnz:,} non-zeros, above HiGHS's 32-bit index limit")
     hs = _highspy()
     h = _new_highs(verbose)
-    if threads is not None:
-        h.setOptionValue("threads", int(threads))
+    _set_threads(h, threads)
     if time_limit is not None:
         if not time_limit > 0:
             raise LipoptError(f"time limit must be positive, got {time_limit}")
@@ -241,9 +257,15 @@ def solve_lp(
         raise LipoptError(f"HiGHS rejected the LP model ({status})")
     t0 = time.perf_counter()
     h.run()
-    elapsed = time.perf_counter() - t0
     ms = h.getModelStatus()
     name = _status_name(ms)
+    if name == "error":
+        # e.g. another module started HiGHS's global thread pool with a different size
+        h.resetGlobalScheduler(True)
+        h.run()
+        ms = h.getModelStatus()
+        name = _status_name(ms)
+    elapsed = time.perf_counter() - t0
     if formulation == "dual":  # primal/dual roles swap
         name = {"infeasible": "unbounded", "unbounded": "infeasible"}.get(name, name)
     info = h.getInfo()

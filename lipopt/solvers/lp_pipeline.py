@@ -53,11 +53,14 @@ def lp_bound(
     method: str = "auto",
     threads: int | None = None,
     verbose: bool = False,
+    project: bool | None = None,
 ) -> LPBoundResult:
     """Certified level-``level`` LP bound on ``max pop.polynomial`` over ``{0,1}^n``.
 
     ``sparse=False`` (or ``clique_method="dense"``) uses one clique with all variables. A solve
     that hits ``time_limit`` still returns a valid certified (looser) value from its dual.
+    ``method`` (``auto``/``simplex``/``ipm``/``ipm-crossover``/``pdlp``) and ``threads`` go to
+    :func:`~lipopt.solvers.highs.solve_lp`; ``project`` to :func:`~lipopt.hierarchy.lp.build_lp`.
     """
     poly = pop.polynomial
     t0 = time.perf_counter()
@@ -68,7 +71,7 @@ def lp_bound(
                              "", int(level), basis)
     cs = clique_structure(poly, clique_method if sparse else "dense")
     t_graph = time.perf_counter() - t0
-    relax = build_lp(poly, cs, level, max_bytes=max_bytes, basis=basis)
+    relax = build_lp(poly, cs, level, max_bytes=max_bytes, basis=basis, project=project)
     t_build = time.perf_counter() - t0
     sol = solve_lp(relax, time_limit=time_limit, threads=threads, method=method,
                    verbose=verbose)
@@ -76,9 +79,12 @@ def lp_bound(
     cert = certify_lp(relax, sol.row_dual, sol.solver_value)
     t_cert = time.perf_counter() - t1
     value = cert.value + pop.rounding_slack if cert.certified else float("inf")
+    est = estimate_lp_size(cs, relax.level, basis, project=relax.cliques.get("projected"),
+                           poly=poly)
     size = {
         "rows": relax.rows, "cols": relax.cols, "nnz": relax.nnz, "bytes": relax.bytes,
-        "cliques": cs.n_cliques, "max_clique": cs.max_clique, "n_fill": cs.n_fill,
+        "est_peak_bytes": est["bytes"], "cliques": cs.n_cliques, "max_clique": cs.max_clique,
+        "n_fill": cs.n_fill,
     }
     sv = sol.solver_value if np.isfinite(sol.solver_value) else None
     return LPBoundResult(
@@ -97,5 +103,5 @@ def lp_size(pop: BinaryPOP, level: int, *, clique_method: str = "min-degree",
         raise LipoptError(
             f"level k={level} is below the polynomial degree {pop.polynomial.degree}"
         )
-    return {**estimate_lp_size(cs, level, basis), "cliques": cs.n_cliques,
+    return {**estimate_lp_size(cs, level, basis, poly=pop.polynomial), "cliques": cs.n_cliques,
             "max_clique": cs.max_clique}
