@@ -79,7 +79,7 @@ import scipy.sparse as sp
 from ..errors import LipoptError
 from ..network import Dense, Network
 from ..problems import Domain, Target, derivative_ranges, make_target
-from .sdp_pipeline import SDPResult
+from .sdp_pipeline import SDPResult, _round_up, _safe_sum
 
 __all__ = [
     "BALL_SOLVERS",
@@ -98,21 +98,6 @@ BALL_SOLVERS = ("mixing", "conic", "CLARABEL", "SCS", "CVXOPT", "MOSEK")
 #: 784-50-10 MNIST net (reduced LMI of order 102): mixing 0.6 s (0.4 s of it the 835×835
 #: certificate), CVXOPT 0.8 s, Clarabel 13 s, SCS 15 s (and 1e-4 looser).
 CLARABEL_MAX_ORDER = 60
-
-
-def _round_up(x: float, steps: int = 2) -> float:
-    for _ in range(steps):
-        x = math.nextafter(x, math.inf)
-    return x
-
-
-def _safe_sum(terms: list[float]) -> float:
-    """An upper bound on the exact sum of the float ``terms`` (fsum, padded, rounded up)."""
-    if not all(math.isfinite(t) for t in terms):
-        return math.inf
-    s = math.fsum(terms)
-    s += 4.0 * EPS * math.fsum(abs(t) for t in terms)
-    return _round_up(s)
 
 
 # ---------------------------------------------------------------------------------------------
