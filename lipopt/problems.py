@@ -310,13 +310,14 @@ def _backward_terms(net: Network, c: np.ndarray, dead: list[np.ndarray] | None, 
 
 
 def count_paths(net: Network, c: np.ndarray) -> int:
-    """Number of non-zero input→output paths (monomials of ``P`` before merging)."""
-    g = (np.asarray(c, dtype=float) != 0).astype(float)[None, :]
-    pattern = Network(
-        tuple(_pattern_block(layer) for layer in net.layers), name=net.name
-    )  # same structure, weights replaced by their 0/1 patterns
+    """Number of non-zero input→output paths of ``P`` before merging (exact for chains; an upper
+    bound with residual blocks, whose branches may merge)."""
+    w_out = np.asarray(net.layers[-1].weight.T @ np.asarray(c, dtype=float)).ravel()
+    last = Dense(sp.csr_matrix((w_out != 0).astype(float)[None, :]), np.zeros(1))
+    # same structure, weights replaced by their 0/1 patterns, output layer by the pattern of Wᵀc
+    pattern = Network((*(_pattern_block(layer) for layer in net.layers[:-1]), last), name=net.name)
     ones = [np.ones((1, size)) for size in net.hidden_sizes]
-    return int(round(float(pattern.backward(g, ones).sum())))
+    return int(round(float(pattern.backward(np.ones((1, 1)), ones).sum())))
 
 
 def _pattern(m):
@@ -374,6 +375,12 @@ def gradient_polynomial(
     ``Aᵀ`` beside the inner chain, giving lower-degree monomials. With ``ranges``, neurons whose
     derivative is identically 0 are pruned.
     """
+    n_paths = count_paths(net, c)  # refuse before allocating anything (an upper bound with residuals)
+    if n_paths > max_paths:
+        raise LipoptError(
+            f"the norm-gradient polynomial has {n_paths:,} monomials (paths), above the limit of "
+            f"{max_paths:,}; use a smaller network, a local domain, or raise max_paths"
+        )
     n_vars = net.input_dim + sum(net.hidden_sizes)
     dead = None if ranges is None else [(lo == 0) & (hi == 0) for lo, hi in ranges]
     terms = _backward_terms(net, c, dead, max_paths)

@@ -87,8 +87,16 @@ def test_target_and_norm_errors():
 
 def test_path_limit_is_a_clear_error():
     net = random_net([20, 20, 20, 1], seed=0)
-    with pytest.raises(LipoptError, match="monomials"):
+    with pytest.raises(LipoptError, match="8,000 monomials"):  # refused before building
         gradient_polynomial(net, np.ones(1), max_paths=100)
+
+
+def test_path_count_is_exact_for_chains():
+    from lipopt.problems import count_paths
+
+    for net in (random_net([5, 7, 6, 2], seed=1, band=1), random_net([4, 5, 5, 3], seed=2)):
+        c = np.ones(net.output_dim)
+        assert count_paths(net, c) == gradient_polynomial(net, c).num_terms
 
 
 def test_local_l2_with_constant_coordinate_parts():
