@@ -119,9 +119,14 @@ class ChainResult:
 # ---------------------------------------------------------------------------------------------
 # Baselines
 # ---------------------------------------------------------------------------------------------
-def _slope_caps(net: Network, domain: Domain | None) -> list[np.ndarray]:
-    """``max |σ'|`` per hidden neuron over the domain."""
-    return [np.maximum(np.abs(lo), np.abs(hi)) for lo, hi in derivative_ranges(net, domain)]
+Ranges = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _slope_caps(net: Network, domain: Domain | None, ranges: Ranges | None = None) -> list[np.ndarray]:
+    """``max |σ'|`` per hidden neuron over the domain (from ``ranges`` when given)."""
+    if ranges is None:
+        ranges = derivative_ranges(net, domain)
+    return [np.maximum(np.abs(lo), np.abs(hi)) for lo, hi in ranges]
 
 
 def _spectral_norm_upper(w) -> float:
@@ -164,15 +169,20 @@ def _scaled(cap: np.ndarray, w):
 
 
 def naive_bound(
-    net: Network, norm: str = "inf", target: Target | None = None, domain: Domain | None = None
+    net: Network,
+    norm: str = "inf",
+    target: Target | None = None,
+    domain: Domain | None = None,
+    ranges: Ranges | None = None,
 ) -> float:
     """Product of operator norms (see module docstring); max over the target's rows.
 
     A residual block ``σ(A x + B F(x))`` contributes ``cap · (‖A‖ + ‖B‖ · Π ‖M_j W_j‖)``.
+    ``ranges``: precomputed :func:`~lipopt.problems.derivative_ranges` of ``domain``.
     """
     norm = parse_norm(norm)
     target = target or make_target(net)
-    caps = iter(_slope_caps(net, domain))
+    caps = iter(_slope_caps(net, domain, ranges))
     inner = 1.0
     for layer in net.layers[:-1]:
         if isinstance(layer, Residual):
@@ -190,21 +200,30 @@ def naive_bound(
     return float(max(outs) * inner * (1 + 4 * depth * EPS))
 
 
-def abs_product_vector(net: Network, c: np.ndarray, domain: Domain | None = None) -> np.ndarray:
+def abs_product_vector(
+    net: Network, c: np.ndarray, domain: Domain | None = None, ranges: Ranges | None = None
+) -> np.ndarray:
     """``v = |W_1|ᵀ M_1 |W_2|ᵀ ⋯ M_L |W_{L+1}ᵀ|·|c|`` with ``|∇f(x)| ≤ v`` entrywise
     (residual blocks: ``|A|ᵀ + |J_F|ᵀ|B|ᵀ``)."""
-    caps = [cap[None, :] for cap in _slope_caps(net, domain)]
+    caps = [cap[None, :] for cap in _slope_caps(net, domain, ranges)]
     g = np.abs(np.asarray(c, dtype=float).ravel())[None, :]
     return net.backward(g, caps, absolute=True)[0]
 
 
 def abs_product_bound(
-    net: Network, norm: str = "inf", target: Target | None = None, domain: Domain | None = None
+    net: Network,
+    norm: str = "inf",
+    target: Target | None = None,
+    domain: Domain | None = None,
+    ranges: Ranges | None = None,
 ) -> float:
+    """Dual norm of :func:`abs_product_vector`, max over the target's rows."""
     norm = parse_norm(norm)
     target = target or make_target(net)
+    if ranges is None:
+        ranges = derivative_ranges(net, domain)
     widest = max(net.widths)
-    vals = [_dual_norm(abs_product_vector(net, c, domain), norm) for c in target.vectors]
+    vals = [_dual_norm(abs_product_vector(net, c, domain, ranges), norm) for c in target.vectors]
     return float(max(vals) * (1 + 4 * (net.depth + 2) * widest * EPS))
 
 
@@ -525,8 +544,11 @@ def bound_chain(
     steps: list[tuple[str, int | None]] = []
     problem: LipschitzProblem | None = None
     needs_problem = any(m in RELAXATIONS or m == "exact-pop" for m in methods)
+    ranges = None  # one interval (CROWN) pass shared by the baselines and the POP
+    if needs_problem or any(m in ("naive", "abs-product") for m in methods):
+        ranges = derivative_ranges(net, domain)
     if needs_problem:
-        problem = build_problem(net, norm, target, domain)
+        problem = build_problem(net, norm, target, domain, ranges=ranges)
     for m in methods:
         if m in RELAXATIONS:
             assert problem is not None
@@ -542,10 +564,10 @@ def bound_chain(
         bar.set_description(f"{m}" + (f" degree {d}" if d else ""))
         t0 = time.perf_counter()
         if m == "naive":
-            v = naive_bound(net, norm, target, domain)
+            v = naive_bound(net, norm, target, domain, ranges)
             results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
         elif m == "abs-product":
-            v = abs_product_bound(net, norm, target, domain)
+            v = abs_product_bound(net, norm, target, domain, ranges)
             results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
         elif m == "exact-pop":
             assert problem is not None

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .floats import EPS
 from .network import Dense, Network
 
-EPS = float(np.finfo(float).eps)
 CONVEX = ("relu", "leaky_relu", "softplus", "elu", "identity")
 
 

@@ -67,12 +67,11 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .errors import LipoptError
+from .floats import EIG_ERROR_CONSTANT, EPS, round_up
 from .solvers.shor import blas_threads
 
 __all__ = ["LipSDPResult", "certify_lipsdp", "lipsdp_matrix", "lipsdp_neuron"]
 
-_EPS = float(np.finfo(np.float64).eps)
-_EIG_C = 16.0
 
 
 @dataclass
@@ -193,7 +192,7 @@ def lipsdp_matrix(
     absM[m - nl :, m - nl :] += np.abs(Wl).T @ np.abs(Wl)
     M = 0.5 * (M + M.T)  # exact symmetry (all terms are symmetric up to rounding)
     K = max(N, Wl.shape[0], 1) + 8
-    delta = K * _EPS * float(np.linalg.norm(absM)) * 1.01
+    delta = K * EPS * float(np.linalg.norm(absM)) * 1.01
     return M, delta
 
 
@@ -225,7 +224,7 @@ def certify_lipsdp(
         m = M.shape[0]
         w, v = sla.eigh(M, subset_by_index=[m - 1, m - 1])
         lam = float(w[0])
-        margin = d_form + _EIG_C * m * _EPS * float(np.linalg.norm(M)) * 1.01
+        margin = d_form + EIG_ERROR_CONSTANT * m * EPS * float(np.linalg.norm(M)) * 1.01
         return math.isfinite(lam) and lam + margin <= 0.0, lam, margin, v[:, 0]
 
     rho = max(float(rho), 0.0)
@@ -239,7 +238,7 @@ def certify_lipsdp(
             break
         w_in = float(v[:n0] @ v[:n0])
         step = 1.5 * (lam + margin) / max(w_in, 1e-6)
-        r_new = r + max(step, abs(r) * 4 * _EPS, 1e-300)
+        r_new = r + max(step, abs(r) * 4 * EPS, 1e-300)
         if r_new > limit:
             break
         r = r_new
@@ -406,7 +405,7 @@ def _lipsdp_neuron(
     t1 = time.perf_counter()
     ok, rho_c, lam, margin = certify_lipsdp(Ws, rho_val, t_val, alpha, beta)
     cert_time = time.perf_counter() - t1
-    cert_val = math.nextafter(math.sqrt(rho_c), math.inf) if ok else math.inf
+    cert_val = round_up(math.sqrt(rho_c), steps=1) if ok else math.inf
     return LipSDPResult(
         solver_value=math.sqrt(max(rho_val, 0.0)),
         certified_value=cert_val,

@@ -14,6 +14,7 @@ Binary variables (``u ∈ {0,1}``, ``u² = u``) are handled by :meth:`Polynomial
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,25 @@ PAD = -1
 def _canonical_rows(supports: np.ndarray) -> np.ndarray:
     """Sort each row ascending (padding ``-1`` goes first)."""
     return np.sort(supports, axis=1) if supports.shape[1] > 1 else supports
+
+
+def _row_keys(supports: np.ndarray) -> np.ndarray | None:
+    """Rows as mixed-radix integers ``Σ_c (s_c + 1)·b^(D−1−c)``, ``b = max index + 2``.
+
+    The map is injective and, the digits being non-negative, increasing in the lexicographic row
+    order. ``None`` when the keys could overflow int64.
+    """
+    if supports.size == 0:
+        return None
+    base = int(supports.max()) + 2
+    width = supports.shape[1]
+    if width * math.log2(base) >= 62:
+        return None
+    keys = np.zeros(len(supports), dtype=np.int64)
+    for col in range(width):
+        keys *= base
+        keys += supports[:, col].astype(np.int64) + 1
+    return keys
 
 
 def _trim_width(supports: np.ndarray) -> np.ndarray:
@@ -58,7 +78,12 @@ class Polynomial:
         supports = _canonical_rows(supports)
         if len(coef) == 0:
             return cls(supports.reshape(0, max(1, supports.shape[1])), coef, n_vars)
-        uniq, inverse = np.unique(supports, axis=0, return_inverse=True)
+        keys = _row_keys(supports)
+        if keys is None:
+            uniq, inverse = np.unique(supports, axis=0, return_inverse=True)
+        else:  # one int64 per row: a flat sort instead of a row-wise (void) one, ~10× faster
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            uniq = supports[first]
         merged = np.bincount(inverse.ravel(), weights=coef, minlength=len(uniq))
         keep = merged != 0.0
         return cls(_trim_width(uniq[keep]), merged[keep], n_vars)

@@ -29,6 +29,9 @@ from .polynomial import PAD, Polynomial
 NORMS = ("inf", "2", "1")
 EPS = float(np.finfo(float).eps)
 DEFAULT_MAX_PATHS = 20_000_000
+# ℓ2: Σ_i p_i(u)² expands Σ_i |p_i|² products of monomials before merging (≈160 bytes and
+# ≈0.6 µs each when measured), so this caps the build at about 1.6 GB and a few seconds.
+DEFAULT_MAX_SQUARE_PRODUCTS = 10_000_000
 
 
 def parse_norm(norm: str | float | int) -> str:
@@ -425,11 +428,19 @@ def build_problem(
     target: Target | None = None,
     domain: Domain | None = None,
     max_paths: int = DEFAULT_MAX_PATHS,
+    ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
 ) -> LipschitzProblem:
-    """The binary POPs whose maxima bound ``L_norm(f)`` for every scalar target in ``target``."""
+    """The binary POPs whose maxima bound ``L_norm(f)`` for every scalar target in ``target``.
+
+    ``ranges``: the hidden derivative ranges of :func:`derivative_ranges` for this ``domain``
+    (computed when ``None``; pass them to share one interval pass between several consumers).
+    ``max_square_products``: ℓ2 refuses to expand ``Σ_i p_i²`` beyond this many monomial products.
+    """
     norm = parse_norm(norm)
     target = target if target is not None else make_target(net)
-    ranges = derivative_ranges(net, domain)
+    if ranges is None:
+        ranges = derivative_ranges(net, domain)
     table = variable_table(net, ranges)
     n0 = net.input_dim
     grads: list[Polynomial] = []
@@ -442,7 +453,9 @@ def build_problem(
         if norm == "inf":
             pops.append(_binarize(P, table, label, path_err * _range_mass(table, net.depth + 1)))
         else:
-            pops.extend(_coordinate_pops(P, table, n0, label, norm, path_err, net.depth))
+            pops.extend(
+                _coordinate_pops(P, table, n0, label, norm, path_err, net.depth, max_square_products)
+            )
     return LipschitzProblem(
         norm,
         target,
@@ -483,6 +496,7 @@ def _coordinate_pops(
     norm: str,
     path_err: float,
     depth: int,
+    max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
 ) -> list[BinaryPOP]:
     parts = _split_by_input(P, n0)
     scale = _range_mass(table, depth)
@@ -498,6 +512,14 @@ def _coordinate_pops(
     binary = [_binarize(Pi, table, label) for Pi in parts if Pi.num_terms]
     if not binary:
         return [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
+    n_products = sum(p.polynomial.num_terms**2 for p in binary)
+    if n_products > max_square_products:
+        raise LipoptError(
+            f"the ℓ2 norm-gradient POP ({label}) would expand {n_products:,} products of monomials "
+            f"(limit {max_square_products:,}, about {160 * n_products / 1e9:.1f} GB); for ℓ2 use "
+            "--method lipsdp or sdp-ball, a local domain (--box, or --center with --eps), or "
+            "a smaller network"
+        )
     return [_sum_of_squares(binary, table, label, path_err * scale)]
 
 

@@ -50,3 +50,23 @@ def test_to_sympy_round_trip():
     p = Polynomial.from_terms(np.array([[0, 1], [PAD, 1]]), np.array([2.0, -1.0]), 2)
     expr = p.to_sympy(["a", "b"])
     assert float(expr.subs({"a": 3, "b": 2})) == 10.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_vars=st.sampled_from([3, 40, 2**20]))
+def test_integer_row_keys_merge_like_row_unique(seed, n_vars):
+    """from_terms merges rows through int64 keys when they fit; it must match np.unique(axis=0)."""
+    rng = np.random.default_rng(seed)
+    sup = rng.integers(-1, min(n_vars, 5), size=(60, 4))
+    sup[sup == 4] = n_vars - 1  # large indices: keys overflow int64 → row-wise fallback
+    sup = np.sort(sup, axis=1)
+    sup[:, -1] = np.maximum(sup[:, -1], 0)
+    coef = rng.normal(size=60)
+    p = Polynomial.from_terms(sup, coef, n_vars)
+    uniq, inv = np.unique(sup, axis=0, return_inverse=True)
+    merged = np.bincount(inv.ravel(), weights=coef, minlength=len(uniq))
+    expect = {tuple(int(i) for i in r if i != PAD): c for r, c in zip(uniq, merged, strict=True) if c != 0}
+    got = {tuple(int(i) for i in r if i != PAD): c for r, c in zip(p.supports, p.coef, strict=True)}
+    assert got.keys() == expect.keys()
+    for k, c in expect.items():
+        assert got[k] == c

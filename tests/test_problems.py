@@ -108,3 +108,20 @@ def test_local_l2_with_constant_coordinate_parts():
     g = net.gradient(x0, np.ones(1))
     vals = [p.polynomial.constant_term if p.n_vars == 0 else None for p in problem.pops]
     assert problem.combine(vals) == pytest.approx(np.linalg.norm(g), rel=1e-9)
+
+
+def test_l2_square_expansion_limit_is_a_clear_error():
+    net = random_net([6, 8, 8, 1], seed=3)
+    with pytest.raises(LipoptError, match=r"ℓ2 norm-gradient POP .* products of monomials.*lipsdp"):
+        build_problem(net, "2", max_square_products=1000)
+    assert build_problem(net, "2").pops  # the default limit admits it
+
+
+def test_shared_ranges_give_the_same_problem():
+    net = random_net([3, 5, 4, 1], seed=4)
+    dom = make_domain(net, center=np.zeros(3), eps=0.3)
+    a = build_problem(net, "inf", domain=dom)
+    b = build_problem(net, "inf", domain=dom, ranges=derivative_ranges(net, dom))
+    for pa, pb in zip(a.pops, b.pops, strict=True):
+        np.testing.assert_array_equal(pa.polynomial.supports, pb.polynomial.supports)
+        np.testing.assert_array_equal(pa.polynomial.coef, pb.polynomial.coef)

@@ -39,6 +39,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import LipoptError
+from ..floats import EPS
 from ..network import IDENTITY, Activation, Block, Dense, Network, Residual
 from ..problems import derivative_ranges, make_target, parse_norm
 
@@ -75,7 +76,6 @@ __all__ = [
 ]
 
 RELU = Activation("relu")
-EPS = float(np.finfo(float).eps)
 
 
 def _relu(z: np.ndarray) -> np.ndarray:

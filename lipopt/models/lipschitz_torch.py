@@ -29,6 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("lipopt.models.lipschitz_torch needs PyTorch (pip install torch)") from exc
 
+from ..floats import EPS
 from ..network import Activation, Network
 from . import lipschitz as lz
 
@@ -166,15 +167,14 @@ class GershgorinResidual(nn.Module):
 
     def parameters_constrained(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(V, λ)`` satisfying (G1) and (G2)."""
-        eps = float(np.finfo(float).eps)
         f0 = self.weight.T - self.v_raw
         rho = (torch.abs(f0) @ self.q).max()
         budget = self.lipschitz**2 - self.h**2
-        kappa = torch.clamp(budget / rho.clamp_min(1e-300), max=1.0) * (1 - 4 * eps)
+        kappa = torch.clamp(budget / rho.clamp_min(1e-300), max=1.0) * (1 - 4 * EPS)
         f = kappa * f0
         v = self.weight.T - f
         denom = torch.abs(f).sum(dim=0) + torch.abs(v.T @ v) @ self.q / self.h**2
-        lam = 2.0 * self.q / denom.clamp_min(1e-300) * (1 - 8 * eps)
+        lam = 2.0 * self.q / denom.clamp_min(1e-300) * (1 - 8 * EPS)
         return v, lam
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

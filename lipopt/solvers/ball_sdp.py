@@ -77,9 +77,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LipoptError
+from ..floats import EIG_ERROR_CONSTANT, EPS, TINY, round_up, round_up_array, safe_sum
 from ..network import Dense, Network
 from ..problems import Domain, Target, derivative_ranges, make_target
-from .sdp_pipeline import SDPResult, _round_up, _safe_sum
+from .sdp_pipeline import SDPResult
 
 __all__ = [
     "BALL_SOLVERS",
@@ -89,9 +90,6 @@ __all__ = [
     "certify_ball_dual",
 ]
 
-EPS = float(np.finfo(float).eps)
-EIG_ERROR_CONSTANT = 16.0
-TINY = 2.0**-1074
 #: solver names accepted by :func:`ball_sdp_bound` (besides ``None`` = automatic)
 BALL_SOLVERS = ("mixing", "conic", "CLARABEL", "SCS", "CVXOPT", "MOSEK")
 #: the conic route prefers Clarabel up to this LMI order and CVXOPT above. Measured on the
@@ -145,7 +143,7 @@ def ball_objective(
     # s ∈ [lo, hi] ⊆ [m̂ − r̂, m̂ + r̂] exactly
     m = 0.5 * (lo + hi)
     r = np.maximum(hi - m, m - lo)
-    r = np.where(r > 0, np.nextafter(np.nextafter(r, np.inf), np.inf), 0.0)
+    r = np.where(r > 0, round_up_array(r, steps=2), 0.0)
     w = W2.T @ c
     # |ŵ − w| ≤ γ_{n2} |W2|ᵀ|c|, and the two products ŵ·r̂, ·W₁ add ≤ 3·eps relative
     ew = (n2 + 2) * EPS * (np.abs(W2).T @ np.abs(c)) + 3 * EPS * np.abs(w)
@@ -160,7 +158,7 @@ def ball_objective(
     # row sums of E: column 0 (sum of n1 products) + the kept columns
     e0 = absW1.T @ (ew * np.abs(m)) + (n1 + 3) * EPS * (absW1.T @ np.abs(v))
     erows = e0 + absW1[keep].T @ (r[keep] * ew[keep])
-    err = _round_up(2.0 * float(np.linalg.norm(erows)) * (1 + 1e-6))
+    err = round_up(2.0 * float(np.linalg.norm(erows)) * (1 + 1e-6))
     return C, err, {"n0": int(n0), "n1": int(n1), "n_free": int(keep.size)}
 
 
@@ -200,8 +198,8 @@ def certify_ball_dual(C: np.ndarray, lam: float, y: np.ndarray, err: float = 0.0
     margin = EIG_ERROR_CONSTANT * n * EPS * float(np.linalg.norm(S)) * (1 + 1e-6) + n * TINY
     delta = max(0.0, -(lam_min - margin))
     trace_bound = N + 1.0  # tr T ≤ 1, Z_ii = 1
-    shift = _round_up(delta * trace_bound * (1 + 2 * EPS))
-    bound = _safe_sum([lam, *y.tolist(), shift, float(err)])
+    shift = round_up(delta * trace_bound * (1 + 2 * EPS))
+    bound = safe_sum([lam, *y.tolist(), shift, float(err)])
     return bound, {"lambda_min": lam_min, "psd_shift": shift, "float_margin": float(err) + margin}
 
 
@@ -352,7 +350,7 @@ def ball_sdp_bound(
     build = time.perf_counter() - t0
     t1 = time.perf_counter()
     if not np.any(C):
-        bound = _safe_sum([err])
+        bound = safe_sum([err])
         size.update(lmi_dim=0, iterations=0)
         return SDPResult(bound, 0.0, True, "optimal", build, time.perf_counter() - t1, size, "none", "ball")
     if solver.lower() == "mixing":

@@ -30,7 +30,7 @@ of ``V`` is taken with :func:`math.fsum` (correctly rounded: error ≤ ``u |V|``
 The margin added is ``γ · m̂`` with ``γ = (N + M + 4) · eps = 2 (N + M + 4) u``: at least twice
 ``γ_{N+2}`` whenever ``(N + 2)u < 1/2``, which also absorbs the relative error (≤ ``γ_{N+2}``) of
 computing the non-negative sum ``m̂`` itself. The result is rounded up once more
-(:func:`numpy.nextafter`).
+(:func:`lipopt.floats.round_up`, one step).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import LipoptError
+from ..floats import EPS, round_up
 from ..hierarchy.lp import LPRelaxation
-
-EPS = float(np.finfo(float).eps)
 
 
 @dataclass
@@ -108,7 +107,7 @@ def certify_lp(
     mass = abs(relax.c0) + float(np.abs(ca0).sum()) + float(np.abs(p).sum()) + float(abs_at_c.sum())
     gamma = (max_col + max_row + 4) * EPS
     margin = gamma * mass
-    bound = float(np.nextafter(value + margin, np.inf))
+    bound = round_up(value + margin, steps=1)
     ok = bool(np.isfinite(bound))
     return Certificate(
         bound if ok else float("inf"), float(solver_value), float(np.abs(res).sum()), n_clipped,

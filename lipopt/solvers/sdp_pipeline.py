@@ -65,6 +65,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LipoptError
+from ..floats import EIG_ERROR_CONSTANT, EPS, safe_sum
 from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, MomentRelaxation, build_moment_relaxation
 from ..polynomial import Polynomial
 
@@ -76,8 +77,6 @@ __all__ = [
     "solve_moment_relaxation",
 ]
 
-EPS = float(np.finfo(float).eps)
-EIG_ERROR_CONSTANT = 16.0
 #: dense ±1 Shor matrices up to this size; sparse CSR above
 DENSE_SHOR_LIMIT = 3000
 #: the default conic solver is Clarabel up to this many PSD (svec) entries, SCS above
@@ -103,21 +102,6 @@ class SDPResult:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _round_up(x: float, steps: int = 2) -> float:
-    for _ in range(steps):
-        x = math.nextafter(x, math.inf)
-    return x
-
-
-def _safe_sum(terms: list[float]) -> float:
-    """An upper bound on the exact sum of the float ``terms`` (fsum, padded, rounded up)."""
-    if not all(math.isfinite(t) for t in terms):
-        return math.inf
-    s = math.fsum(terms)
-    s += 4.0 * EPS * math.fsum(abs(t) for t in terms)
-    return _round_up(s)
-
-
 def _unpack(pop) -> tuple[Polynomial, float]:
     if isinstance(pop, Polynomial):
         return pop, 0.0
@@ -272,7 +256,7 @@ def certify_moment_dual(
     err = (nterms + 2.0) * EPS * absw
     pos = np.maximum(w[1:], 0.0)
     terms = [float(w[0]), *pos.tolist(), *err.tolist(), *shift_terms]
-    bound = _safe_sum(terms)
+    bound = safe_sum(terms)
     info = {
         "w0": float(w[0]),
         "residual_pos": float(pos.sum()),
@@ -426,7 +410,7 @@ def sdp_bound(
     t0 = time.perf_counter()
     if len(poly.variables_used()) == 0:
         const = poly.constant_term
-        return SDPResult(_safe_sum([const, slack]), const, True, "optimal", 0.0, 0.0,
+        return SDPResult(safe_sum([const, slack]), const, True, "optimal", 0.0, 0.0,
                          {"order": degree, "n_vars": 0}, "none", "constant")
 
     if shor_solver not in ("auto", "mixing", "conic"):
@@ -459,7 +443,7 @@ def sdp_bound(
     bound, info = certify_moment_dual(rel, out.Z, out.mu) if any(z is not None for z in out.Z) or (
         out.mu is not None) else (math.inf, {})
     cert_t = time.perf_counter() - t2
-    value = _safe_sum([bound, slack]) if math.isfinite(bound) else math.inf
+    value = safe_sum([bound, slack]) if math.isfinite(bound) else math.inf
     size = rel.size()
     size.update({"n_vars": int(len(poly.variables_used())), "n_cliques": len(rel.blocks)})
     return SDPResult(
@@ -493,7 +477,7 @@ def _shor_mixing(
     t1 = time.perf_counter()
     res = solve_binary_quadratic_shor(Q, q, const, **kwargs)
     solve = time.perf_counter() - t1
-    value = _safe_sum([res.certified_value, slack]) if res.certified else math.inf
+    value = safe_sum([res.certified_value, slack]) if res.certified else math.inf
     n = len(used)
     size = {
         "order": 1,
@@ -561,7 +545,7 @@ def _shor_sa_lagrangian(
     bound (any ``μ ≥ 0`` is valid); the best is returned. Float rigour: the error of forming
     ``C + Σ μ_k B_k`` (``B_k`` entries ``±1/2``, exact products) is bounded entrywise by
     ``(count + 1)·eps·Σ|terms|`` and summed (``|X_ij| ≤ 1``); ``Σ μ_k`` and the offset are summed
-    with ``math.fsum`` and padded (:func:`_safe_sum`).
+    with ``math.fsum`` and padded (:func:`lipopt.floats.safe_sum`).
     """
     from .shor import shor_from_binary_quadratic, solve_shor_mixing
 
@@ -605,7 +589,7 @@ def _shor_sa_lagrangian(
     def certified(res, mu: np.ndarray, ebound: float) -> float:
         if not res.certified:
             return math.inf
-        return _safe_sum([res.certified_value, offset, err, math.fsum(mu.tolist()), ebound, slack])
+        return safe_sum([res.certified_value, offset, err, math.fsum(mu.tolist()), ebound, slack])
 
     t1 = time.perf_counter()
     mu = np.zeros(K)

@@ -61,6 +61,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LipoptError
+from ..floats import EIG_ERROR_CONSTANT, EPS, padded_fsum
 
 __all__ = [
     "ShorResult",
@@ -72,9 +73,6 @@ __all__ = [
     "solve_shor_mixing",
 ]
 
-_EPS = float(np.finfo(np.float64).eps)  # 2^-52, twice the unit roundoff
-#: Constant ``c`` of the eigensolver error model ``|λ̂ − λ| ≤ c·n·eps·‖M‖_F`` (certify_shor_dual).
-EIG_ERROR_CONSTANT = 16.0
 #: Over-relaxation factor used after the plain warm-up sweeps. Measured (sweeps to a 1e-7 gap):
 #: ω = 1, 1.6, 1.7, 1.8, 1.9 → 991, 306, 224, 134, 113 on the 401×401 network instance, 232, 64,
 #: 43, 70, 118 on a 300×300 Gaussian C, 315, 91, 66, 65, 104 on a 400-node max-cut; only on an
@@ -154,13 +152,7 @@ def _as_dense_symmetric(C: Matrix) -> tuple[np.ndarray, float]:
     if np.array_equal(Cd, Cd.T):
         return Cd, 0.0
     Cs = 0.5 * (Cd + Cd.T)
-    return Cs, _EPS * float(np.abs(Cs).sum()) * (1.0 + 1e-6)
-
-
-def _round_up(x: float, steps: int = 2) -> float:
-    for _ in range(steps):
-        x = math.nextafter(x, math.inf)
-    return x
+    return Cs, EPS * float(np.abs(Cs).sum()) * (1.0 + 1e-6)
 
 
 def certify_shor_dual(C: Matrix, y: np.ndarray) -> tuple[float, float]:
@@ -176,7 +168,7 @@ def certify_shor_dual(C: Matrix, y: np.ndarray) -> tuple[float, float]:
       ``eps·max_i |M̂_ii|`` in spectral norm (Weyl).
     * ``numpy.linalg.eigvalsh`` (LAPACK ``syevd``) is backward stable: the computed eigenvalues are
       exact for ``M̂ + E`` with ``‖E‖₂ ≤ p(n)·eps·‖M̂‖₂`` (LAPACK Users' Guide §4.7, "p(n) a modestly
-      growing function of n"). We take ``p(n) = 16·n`` (:data:`EIG_ERROR_CONSTANT`), far above
+      growing function of n"). We take ``p(n) = 16·n`` (:data:`lipopt.floats.EIG_ERROR_CONSTANT`), far above
       the observed errors, and ``‖M̂‖₂ ≤ ‖M̂‖_F``.
     * ``Σ y_i`` is summed with ``math.fsum`` (correctly rounded) and padded by ``n·eps·Σ|y_i|``;
       the final additions are padded by ``4·eps`` relative to the sum of magnitudes and rounded
@@ -208,16 +200,13 @@ def _certify(C: Matrix, y: np.ndarray) -> tuple[float, float, float]:
     if not math.isfinite(lam):
         return math.inf, lam, math.inf
     fro = float(np.linalg.norm(M)) * (1.0 + 1e-6)
-    diag_err = 2.0 * _EPS * float(np.max(np.abs(np.diag(M))))
-    margin = EIG_ERROR_CONSTANT * n * _EPS * fro + diag_err
+    diag_err = 2.0 * EPS * float(np.max(np.abs(np.diag(M))))
+    margin = EIG_ERROR_CONSTANT * n * EPS * fro + diag_err
     lam_low = lam - margin  # rigorous lower bound on λmin(Diag(y) − Cs)
     s = math.fsum(y.tolist())
-    s_err = n * _EPS * math.fsum(np.abs(y).tolist()) + _EPS * abs(s)
+    s_err = n * EPS * math.fsum(np.abs(y).tolist()) + EPS * abs(s)
     shift = -n * lam_low
-    terms = (s, s_err, shift, sym_err)
-    total = math.fsum(terms)
-    total += 4.0 * _EPS * math.fsum(abs(t) for t in terms)
-    bound = _round_up(total)
+    bound = padded_fsum((s, s_err, shift, sym_err))
     if not math.isfinite(bound):
         return math.inf, lam, math.inf
     return bound, lam, bound - (s - n * lam)
@@ -301,7 +290,7 @@ def shor_from_binary_quadratic(
         C[:n, n] = edge
         C[n, :n] = edge
     if return_error:
-        err = 4.0 * (n + 4) * _EPS * (abs_q + float(np.abs(qv).sum()) + abs(const))
+        err = 4.0 * (n + 4) * EPS * (abs_q + float(np.abs(qv).sum()) + abs(const))
         return C, offset, err
     return C, offset
 
@@ -319,9 +308,7 @@ def solve_binary_quadratic_shor(
     res = solve_shor_mixing(C, **kwargs)
     res.primal_value = res.primal_value + offset
     if res.certified:
-        terms = (res.certified_value, offset, err)
-        val = math.fsum(terms) + 4.0 * _EPS * math.fsum(abs(t) for t in terms)
-        res.certified_value = _round_up(val)
+        res.certified_value = padded_fsum((res.certified_value, offset, err))
     return res
 
 
