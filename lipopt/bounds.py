@@ -24,8 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
+from .floats import EPS, safe_sum
 from .network import Network, Residual
 from .problems import (
+    BinaryPOP,
     Domain,
     LipschitzProblem,
     Target,
@@ -35,7 +37,6 @@ from .problems import (
     parse_norm,
 )
 
-EPS = float(np.finfo(float).eps)
 UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "sdp-ball", "exact-pop", "lipsdp")
 METHODS = UPPER_METHODS + ("lower",)
 RELAXATIONS = ("lp", "sdp", "sdp+lp")
@@ -326,11 +327,14 @@ def _relaxation_bound(
 ) -> BoundResult:
     """Run one relaxation on every POP of the problem and combine (max, then transform)."""
     runner = _relaxation_runner(method)
+    key = "lp" if method == "lp" else "sdp"
+    budget = options.get(key, {}).get("time_limit")
     values, solver_values, statuses = [], [], []
     build = solve = 0.0
     size: dict = {}
     certified = True
     solver_name = None
+    over_time = 0
     t0 = time.perf_counter()
     for pop in problem.pops:
         if pop.n_vars == 0:  # constant polynomial: exact
@@ -338,7 +342,17 @@ def _relaxation_bound(
             solver_values.append(pop.polynomial.constant_term)
             statuses.append("optimal")
             continue
-        r = runner(pop, degree, options)
+        pop_options = options
+        if budget is not None:  # the time limit covers the whole step, shared by its POPs
+            remaining = budget - (time.perf_counter() - t0)
+            if remaining <= 0.0:
+                values.append(positive_part_bound(pop))
+                solver_values.append(None)
+                statuses.append("time_limit")
+                over_time += 1
+                continue
+            pop_options = {**options, key: {**options.get(key, {}), "time_limit": remaining}}
+        r = runner(pop, degree, pop_options)
         values.append(r.value)
         solver_values.append(r.solver_value)
         statuses.append(r.status)
@@ -357,7 +371,7 @@ def _relaxation_bound(
         else None
     )
     size["pops"] = len(problem.pops)
-    return BoundResult(
+    result = BoundResult(
         method,
         degree,
         value,
@@ -370,6 +384,21 @@ def _relaxation_bound(
         size,
         solver_name,
     )
+    if over_time:
+        result.note = (
+            f"time limit reached: {over_time} of {len(problem.pops)} POPs bounded by their "
+            "positive coefficients only (valid, loose)"
+        )
+    return result
+
+
+def positive_part_bound(pop: BinaryPOP) -> float:
+    """The degree-0 certificate ``max p ≤ p_∅ + Σ_{S≠∅} max(p_S, 0)`` on ``{0,1}^n`` (each
+    ``u^S ∈ {0,1}``), plus the POP's rounding slack; summed with :func:`~lipopt.floats.safe_sum`."""
+    coef = pop.polynomial.coef
+    const = pop.polynomial.constant_term
+    positive = coef[(coef > 0) & (pop.polynomial.degrees > 0)]
+    return safe_sum([const, *positive.tolist(), pop.rounding_slack])
 
 
 def _relaxation_runner(method: str) -> Callable:

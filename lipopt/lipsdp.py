@@ -73,7 +73,6 @@ from .solvers.shor import blas_threads
 __all__ = ["LipSDPResult", "certify_lipsdp", "lipsdp_matrix", "lipsdp_neuron"]
 
 
-
 @dataclass
 class LipSDPResult:
     """Result of :func:`lipsdp_neuron`.

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
+from .floats import EPS
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -491,7 +492,6 @@ class Network:
         return out
 
 
-EPS = float(np.finfo(float).eps)
 
 
 def _affine_interval(

@@ -22,12 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
+from .floats import EPS
 from .intervals import hidden_derivative_ranges
 from .network import Dense, Network, Residual
 from .polynomial import PAD, Polynomial
 
 NORMS = ("inf", "2", "1")
-EPS = float(np.finfo(float).eps)
 DEFAULT_MAX_PATHS = 20_000_000
 # ℓ2: Σ_i p_i(u)² expands Σ_i |p_i|² products of monomials before merging (≈160 bytes and
 # ≈0.6 µs each when measured), so this caps the build at about 1.6 GB and a few seconds.

@@ -89,3 +89,22 @@ def test_chain_is_monotone_even_when_a_higher_level_certifies_worse():
     assert kept.value == 1.0 and kept.certified and "degree-2" in kept.note
     failed = BoundResult("lp", 4, float("inf"), False, "time_limit", 0.1)
     assert _keep_monotone([lo, kept], failed).value == 1.0
+
+
+def test_time_limit_covers_all_pops_and_falls_back_to_a_valid_bound():
+    """ℓ1 has one POP per input and sign; a spent budget leaves the rest with the degree-0
+    certificate p_∅ + Σ max(p_S, 0), still ≥ the vertex maximum."""
+    from lipopt.bounds import positive_part_bound
+    from lipopt.problems import build_problem
+
+    net = random_net([4, 6, 5, 1], seed=7)
+    c = np.ones(1)
+    exact = brute_force_vertices(net, c, "1")
+    chain = bound_chain(net, "1", ["lp"], {"lp": [2]}, time_limit=1e-9)
+    (b,) = chain.bounds
+    assert b.certified and b.status == "time_limit" and "time limit" in b.note
+    assert b.value >= exact
+    problem = build_problem(net, "1")
+    assert b.value == pytest.approx(max(positive_part_bound(p) for p in problem.pops))
+    full = bound_chain(net, "1", ["lp"], {"lp": [2]}).bounds[0]
+    assert exact <= full.value <= b.value

@@ -34,7 +34,7 @@ import importlib.util
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -113,11 +113,49 @@ class LipschitzLayer(Protocol):
     def satisfies_constraints(self, tol: float = 1e-9) -> bool: ...
 
 
+class _LayerShape:
+    """The ``in_dim`` / ``out_dim`` / ``claimed`` properties of the layer dataclasses, once.
+
+    Configured per class by keywords: ``matrix`` names the attribute whose shape gives the sizes,
+    its axis ``in_axis`` is ``in_dim`` (the other one ``out_dim``, or ``in_dim`` again for a
+    ``square`` map); ``claim`` names the attribute holding the claimed ℓ2 constant (``None``: 1).
+    """
+
+    _matrix: ClassVar[str] = "weight"
+    _in_axis: ClassVar[int] = 1
+    _square: ClassVar[bool] = False
+    _claim: ClassVar[str | None] = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        matrix: str = "weight",
+        in_axis: int = 1,
+        square: bool = False,
+        claim: str | None = None,
+        **kw,
+    ) -> None:
+        super().__init_subclass__(**kw)
+        cls._matrix, cls._in_axis, cls._square, cls._claim = matrix, in_axis, square, claim
+
+    @property
+    def in_dim(self) -> int:
+        return int(getattr(self, self._matrix).shape[self._in_axis])
+
+    @property
+    def out_dim(self) -> int:
+        return self.in_dim if self._square else int(getattr(self, self._matrix).shape[1 - self._in_axis])
+
+    @property
+    def claimed(self) -> float:
+        return 1.0 if self._claim is None else float(getattr(self, self._claim))
+
+
 # ---------------------------------------------------------------------------------------------
 # SLL
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class SLLLayer:
+class SLLLayer(_LayerShape, in_axis=0, square=True):
     """SDP-based Lipschitz Layer ``h(x) = x − 2 W T⁻¹ σ(Wᵀx + b)`` (``W`` is ``n × m``).
 
     ``T = diag(t)``, ``t_i = Σ_j |(WᵀW)_ij| q_j / q_i``: then ``T − WᵀW ⪰ 0`` (every Gershgorin
@@ -132,18 +170,6 @@ class SLLLayer:
     q: np.ndarray
     t_scale: float = 1.0
     kind: str = "sll"
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def out_dim(self) -> int:
-        return self.in_dim
-
-    @property
-    def claimed(self) -> float:
-        return 1.0
 
     @property
     def t(self) -> np.ndarray:
@@ -198,7 +224,7 @@ def sll_layer(
 # AOL
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AOLLayer:
+class AOLLayer(_LayerShape, matrix="param"):
     """Almost-Orthogonal Layer ``x ↦ σ(P D x + b)`` (``P`` is ``out × in``).
 
     ``rescaling="aol"``: ``D_ii = (Σ_j |(PᵀP)_ij|)^(−1/2)``. Then ``‖PD‖₂² = λ_max(D PᵀP D)``,
@@ -213,18 +239,6 @@ class AOLLayer:
     activation: Activation = field(default=RELU)
     rescaling: str = "aol"
     kind: str = "aol"
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.param.shape[1])
-
-    @property
-    def out_dim(self) -> int:
-        return int(self.param.shape[0])
-
-    @property
-    def claimed(self) -> float:
-        return 1.0
 
     @property
     def d(self) -> np.ndarray:
@@ -273,7 +287,7 @@ def aol_layer(
 # CPL and gradient-step blocks, norm-constrained linear maps
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class GradientStepLayer:
+class GradientStepLayer(_LayerShape, square=True):
     """``x ↦ x − τ Wᵀ σ(Wx + b)`` (``W`` is ``m × n``): an explicit gradient step on the convex
     potential ``Σ_j ψ(w_jᵀx + b_j)`` with ``ψ' = σ``.
 
@@ -285,18 +299,6 @@ class GradientStepLayer:
     bias: np.ndarray
     tau: float
     kind: str = "gradient-step"
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_dim(self) -> int:
-        return self.in_dim
-
-    @property
-    def claimed(self) -> float:
-        return 1.0
 
     @property
     def step(self) -> float:
@@ -353,25 +355,13 @@ def gradient_step_layer(
 
 
 @dataclass(frozen=True)
-class LinearLayer:
+class LinearLayer(_LayerShape, claim="norm_bound"):
     """Affine map ``x ↦ A x + b`` with the claim ``‖A‖₂ ≤ norm_bound`` (spectral normalisation)."""
 
     weight: np.ndarray
     bias: np.ndarray
     norm_bound: float = 1.0
     kind: str = "linear"
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_dim(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def claimed(self) -> float:
-        return float(self.norm_bound)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         xs, single = _rows(x)
@@ -406,7 +396,7 @@ def spectral_linear(
 # Gershgorin residual block
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class GershgorinBlock:
+class GershgorinBlock(_LayerShape, square=True, claim="lipschitz"):
     """``y = H x + G σ(W x + b)`` with ``H = hQ`` (``Q`` orthogonal) and ``G = −(1/h) Q V Λ``.
 
     With ``F = Wᵀ − V`` the LipSDP-type LMI of the block (slope restriction ``σ' ∈ [0, 1]``,
@@ -435,18 +425,6 @@ class GershgorinBlock:
     q: np.ndarray | None = None  # Gershgorin weights on the hidden units (None = 1)
     lam_scale: float = 1.0
     kind: str = "gershgorin"
-
-    @property
-    def in_dim(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_dim(self) -> int:
-        return self.in_dim
-
-    @property
-    def claimed(self) -> float:
-        return float(self.lipschitz)
 
     @property
     def _q(self) -> np.ndarray:

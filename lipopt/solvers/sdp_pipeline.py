@@ -435,8 +435,9 @@ def sdp_bound(
         poly, order, clique_method=clique_method, lp_level=level, max_block=max_block
     )
     build = time.perf_counter() - t0
+    remaining = None if time_limit is None else max(time_limit - build, 1e-3)  # the limit covers the build
     out = solve_moment_relaxation(
-        rel, solver=solver, time_limit=time_limit, max_iter=max_iter, verbose=verbose,
+        rel, solver=solver, time_limit=remaining, max_iter=max_iter, verbose=verbose,
         solver_options=solver_options,
     )
     t2 = time.perf_counter()

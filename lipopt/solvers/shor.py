@@ -168,11 +168,12 @@ def certify_shor_dual(C: Matrix, y: np.ndarray) -> tuple[float, float]:
       ``eps·max_i |M̂_ii|`` in spectral norm (Weyl).
     * ``numpy.linalg.eigvalsh`` (LAPACK ``syevd``) is backward stable: the computed eigenvalues are
       exact for ``M̂ + E`` with ``‖E‖₂ ≤ p(n)·eps·‖M̂‖₂`` (LAPACK Users' Guide §4.7, "p(n) a modestly
-      growing function of n"). We take ``p(n) = 16·n`` (:data:`lipopt.floats.EIG_ERROR_CONSTANT`), far above
-      the observed errors, and ``‖M̂‖₂ ≤ ‖M̂‖_F``.
+      growing function of n"). We take ``p(n) = 16·n``
+      (:data:`lipopt.floats.EIG_ERROR_CONSTANT`), far above the observed errors, and
+      ``‖M̂‖₂ ≤ ‖M̂‖_F``.
     * ``Σ y_i`` is summed with ``math.fsum`` (correctly rounded) and padded by ``n·eps·Σ|y_i|``;
       the final additions are padded by ``4·eps`` relative to the sum of magnitudes and rounded
-      upwards.
+      upwards (:func:`lipopt.floats.padded_fsum`).
 
     Returns ``(bound, lambda_min_computed)``; ``bound = inf`` if anything is non-finite.
     """
