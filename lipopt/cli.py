@@ -1,14 +1,27 @@
 """Command line: ``lipopt info | bound | graph | sweep | plot``.
 
 Bad input prints one line ``lipopt: error: …`` on stderr and exits with code 2 (``--debug``
-shows the traceback). Long steps show a progress bar on stderr; ``--json`` prints one object.
+shows the traceback); so do argparse usage errors (``lipopt bound: error: …``). An unexpected
+failure prints one ``lipopt: internal error: …`` line and exits with code 1. Long steps show a
+progress bar on stderr; ``--json`` prints one (strict, NaN-free) JSON object on stdout. Files
+written by ``graph --save`` and ``plot`` appear only when complete; a failed ``sweep`` leaves
+no empty results table behind (rows already written are kept: rerunning resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import inspect
 import json
+import math
+import os
+import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +30,49 @@ from . import __version__
 from .errors import LipoptError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+#: relaxations whose degree/level ``--degree`` sets
+RELAXATIONS = ("lp", "sdp", "sdp+lp")
+#: largest ``--degree``: relaxations are exact once the degree reaches the largest clique, and
+#: their size grows exponentially with the degree (moment keys overflow 64 bits well before 64)
+MAX_DEGREE = 20
+#: LP solver choices, copied from :data:`lipopt.solvers.highs.METHODS`,
+#: :data:`lipopt.hierarchy.lp.BASES` and :data:`lipopt.graph.CLIQUE_METHODS` so that ``--help``
+#: needs no solver import (the tests check they agree)
+LP_ALGORITHMS = ("auto", "simplex", "ipm", "ipm-crossover", "pdlp")
+LP_BASES = ("sherali-adams", "krivine")
+LP_CLIQUES = ("min-degree", "min-fill", "mcs-m", "dense")
+LP_PROJECT = {"auto": None, "on": True, "off": False}
+#: ``--lp-*`` flag → ``lp_bound`` keyword
+LP_FLAGS = {
+    "lp_algorithm": "method",
+    "lp_threads": "threads",
+    "lp_basis": "basis",
+    "lp_project": "project",
+    "lp_cliques": "clique_method",
+}
+#: ``[run.options.X]`` sections of a sweep spec (the keyword options of each pipeline)
+SOLVER_SECTIONS = ("lp", "sdp", "sdp-ball", "lipsdp")
+
+MAIN_EPILOG = """\
+examples:
+  lipopt info data/digits_mlp_64-32-32-10.npz
+  lipopt bound net.npz --norm inf --output 0 --method lp --degree 3
+  lipopt graph net.npz --norm inf --extension min-fill --save graph.png
+  lipopt sweep examples/sweep_small.toml --out results.csv
+  lipopt plot results.csv --out-dir plots
+
+Run 'lipopt COMMAND --help' for the options of a command. Bad input gives one line
+'lipopt: error: …' and exit code 2; add --debug for the traceback.
+"""
+
+INFO_EPILOG = """\
+examples:
+  lipopt info data/digits_mlp_64-32-32-10.npz
+  lipopt info model.onnx --json
+  lipopt info cnn.pt --input-shape 1 28 28
+"""
 
 BOUND_EPILOG = """\
 methods:
@@ -28,13 +84,55 @@ methods:
   sdp-ball     ℓ2 Shor SDP keeping t in the unit ball (one hidden layer)
   lipsdp       LipSDP-Neuron (ℓ2, vector output), certified
   exact-pop    exact maximum of the polynomial by vertex enumeration (tiny networks)
-  lower        largest gradient norm found at real points (lower bound)
+  lower        largest gradient norm found at real points (lower bound; always added)
 
 examples:
   lipopt bound net.npz --norm inf --method lp --degree 2 --degree 3
   lipopt bound net.npz --norm 2 --output 0 --method sdp --json
   lipopt bound net.npz --norm inf --center x0 --eps 0.1 --method lp
+  lipopt bound net.npz --norm inf --box 0 1 --margin 3 5 --method lp
+  lipopt bound net.npz --method lp --degree 3 --lp-algorithm ipm --lp-threads 2
 """
+
+GRAPH_EPILOG = """\
+examples:
+  lipopt graph net.npz --norm inf --output 0
+  lipopt graph net.npz --norm 2 --extension min-fill --save graph.png
+  lipopt graph net.npz --center x0 --eps 0.05 --json
+"""
+
+SWEEP_EPILOG = """\
+The spec lists [networks] (files and/or generated sizes) and [run] (norms, methods, degrees,
+radii, …); LP solver options go in a [run.options.lp] table (keys of --lp-* in 'lipopt bound':
+method, threads, basis, project, clique_method). Rerunning the same command resumes: rows
+already in RESULTS.csv are skipped (use a new --out after changing solver options).
+
+examples:
+  lipopt sweep examples/sweep_small.toml --out results/small.csv
+  lipopt sweep examples/sweep_certdnn.toml --out certdnn.csv --executor processes --workers 2
+  lipopt sweep examples/sweep_cluster.toml --out cluster.csv --executor dask \\
+               --scheduler tcp://HOST:8786
+"""
+
+PLOT_EPILOG = """\
+examples:
+  lipopt plot results/small.csv --out-dir results/plots
+  lipopt plot results.csv --format pdf
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``lipopt bound: error: …; see 'lipopt bound --help'``), exit 2;
+    negative numbers in any notation (``--box -1e-3 1``, ``--box -inf 0``) are values."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE
+        )
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 class _MethodAction(argparse.Action):
@@ -49,7 +147,7 @@ class _MethodAction(argparse.Action):
 class _DegreeAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         plan = list(getattr(namespace, self.dest, None) or [])
-        if not plan or plan[-1][0] not in ("lp", "sdp", "sdp+lp"):
+        if not plan or plan[-1][0] not in RELAXATIONS:
             plan.append(("*", []))  # degrees for every relaxation
         plan[-1][1].append(values)
         setattr(namespace, self.dest, plan)
@@ -74,41 +172,72 @@ def plan_methods(plan: list[tuple[str, list[int]]] | None) -> tuple[list[str], d
     return methods, {m: d for m, d in degrees.items() if d}
 
 
+def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None:
+    """``--debug`` also after the command (``lipopt bound net.npz --debug``) and ``--input-shape``."""
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+    if input_shape:
+        p.add_argument(
+            "--input-shape",
+            type=int,
+            nargs="+",
+            metavar="D",
+            help="shape of one input sample, e.g. C H W for conv nets (needed by .pt/.onnx "
+            "convolutions without a static input shape)",
+        )
+
+
 def _add_target_and_domain(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--output", type=int, metavar="I", help="bound the output I (default: every output, max)")
-    g.add_argument("--margin", type=int, nargs=2, metavar=("I", "J"), help="bound the margin f_I − f_J")
-    d = p.add_argument_group("input domain (default: global)")
-    d.add_argument("--box", type=float, nargs=2, metavar=("LO", "HI"), help="local bound on [LO, HI]^n")
-    d.add_argument(
-        "--center", metavar="x0|FILE.npy", help="centre: 'x0' (from the network file) or a .npy file"
+    g.add_argument(
+        "--margin", type=int, nargs=2, metavar=("I", "J"), help="bound the margin f_I − f_J (I ≠ J)"
     )
-    d.add_argument("--eps", type=float, metavar="R", help="ℓ∞ radius around --center")
+    d = p.add_argument_group("input domain (default: global)")
+    d.add_argument(
+        "--box", type=float, nargs=2, metavar=("LO", "HI"), help="local bound on [LO, HI]^n (LO <= HI)"
+    )
+    d.add_argument(
+        "--center",
+        metavar="x0|FILE.npy",
+        help="centre of an ℓ∞ ball (with --eps): 'x0' (stored in the network file) or a .npy "
+        "vector saved with numpy.save",
+    )
+    d.add_argument("--eps", type=float, metavar="R", help="ℓ∞ radius around --center (finite, >= 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
         prog="lipopt",
         description="Certified upper bounds on Lipschitz constants of neural networks "
         "by sparse polynomial optimization.",
+        epilog=MAIN_EPILOG,
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser("info", help="architecture, parameters and sparsity of a network")
-    info.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.add_argument(
-        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+    info = sub.add_parser(
+        "info",
+        help="architecture, parameters and sparsity of a network",
+        description="Architecture, parameters and sparsity of a network.",
+        epilog=INFO_EPILOG,
+        formatter_class=raw,
     )
+    info.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
+    info.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_common(info)
 
     bound = sub.add_parser(
         "bound",
         help="bound the Lipschitz constant",
+        description="Certified upper bounds (and a lower bound) on the Lipschitz constant.",
         epilog=BOUND_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
     bound.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
     bound.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm ℓp (default inf)")
@@ -117,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=_MethodAction,
         dest="plan",
         metavar="M",
-        help="method (repeatable; default: naive abs-product lp lower)",
+        help="method (repeatable; see below; default: naive abs-product lp lower)",
     )
     bound.add_argument(
         "--degree",
@@ -125,62 +254,211 @@ def build_parser() -> argparse.ArgumentParser:
         dest="plan",
         type=int,
         metavar="K",
-        help="relaxation degree/level (repeatable); binds to the --method before it, "
-        "or to every relaxation when given first (default: per method)",
+        help=f"relaxation degree/level 1..{MAX_DEGREE} for lp, sdp, sdp+lp (repeatable); binds to "
+        "the --method before it, or to every relaxation when given first (default: per method)",
     )
     _add_target_and_domain(bound)
-    bound.add_argument("--json", action="store_true", help="print one JSON object")
-    bound.add_argument("--time-limit", type=float, metavar="S", help="time limit per solve (seconds)")
+    bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    bound.add_argument("--time-limit", type=float, metavar="S", help="time limit per solve in seconds (> 0)")
     bound.add_argument(
         "--max-memory",
         type=float,
         default=8.0,
         metavar="GB",
-        help="refuse relaxations larger than this (default 8 GB)",
+        help="refuse LP relaxations larger than this (> 0; default 8 GB)",
     )
-    bound.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
-    bound.add_argument("--no-progress", action="store_true", help="no progress bar")
     bound.add_argument(
-        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+        "--seed", type=int, default=0, help="seed (>= 0) for sampling the lower bound (default 0)"
+    )
+    bound.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
+    _add_common(bound)
+    lp = bound.add_argument_group(
+        "LP solver (--method lp; defaults as in lipopt.solvers.lp_pipeline.lp_bound)"
+    )
+    lp.add_argument(
+        "--lp-algorithm",
+        choices=LP_ALGORITHMS,
+        help="HiGHS algorithm: dual simplex, interior point without/with crossover, or PDLP "
+        "(default auto: chosen from the LP's size)",
+    )
+    lp.add_argument(
+        "--lp-threads",
+        type=int,
+        metavar="N",
+        help="HiGHS threads (>= 0; default 0 = automatic)",
+    )
+    lp.add_argument(
+        "--lp-basis",
+        choices=LP_BASES,
+        help="Sherali–Adams products (default) or LiPopt's Krivine/Handelman basis (never tighter)",
+    )
+    lp.add_argument(
+        "--lp-project",
+        choices=list(LP_PROJECT),
+        help="eliminate the top-degree moments (Sherali–Adams only; default auto: on at levels 2, 3)",
+    )
+    lp.add_argument(
+        "--lp-cliques",
+        choices=LP_CLIQUES,
+        help="chordal extension for the sparse LP (default min-degree; dense = one clique)",
     )
 
-    graph = sub.add_parser("graph", help="correlative sparsity graph, chordal extension, cliques")
-    graph.add_argument("network")
-    graph.add_argument(
-        "--input-shape", type=int, nargs="+", metavar="D", help="input shape (C H W) for conv nets"
+    graph = sub.add_parser(
+        "graph",
+        help="correlative sparsity graph, chordal extension, cliques",
+        description="Sparsity graph, chordal extension and cliques of the polynomial problems "
+        "that the relaxations solve.",
+        epilog=GRAPH_EPILOG,
+        formatter_class=raw,
     )
-    graph.add_argument("--norm", default="inf", choices=["inf", "2", "1"])
+    graph.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
+    graph.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="input norm ℓp (default inf)")
     _add_target_and_domain(graph)
     graph.add_argument(
         "--extension",
         default="min-degree",
         choices=["min-degree", "min-fill", "mcs-m"],
-        help="chordal extension heuristic",
+        help="chordal extension heuristic (default min-degree)",
     )
-    graph.add_argument("--save", metavar="FILE.png", help="save a picture of the graph and cliques")
-    graph.add_argument("--json", action="store_true")
+    graph.add_argument(
+        "--save",
+        metavar="FILE.png|FILE.pdf",
+        help="save a picture of the sparsity pattern and clique sizes (first problem)",
+    )
+    graph.add_argument("--json", action="store_true", help="print JSON on stdout")
+    _add_common(graph)
 
-    sweep = sub.add_parser("sweep", help="run a grid of networks × norms × methods × degrees")
-    sweep.add_argument("spec", help="sweep specification (TOML)")
-    sweep.add_argument("--out", required=True, metavar="RESULTS.csv", help="output table (resumable)")
-    sweep.add_argument("--executor", default="serial", choices=["serial", "processes", "dask"])
-    sweep.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (default: a LocalCluster)")
-    sweep.add_argument("--workers", type=int, metavar="N", help="worker processes")
-    sweep.add_argument("--no-progress", action="store_true")
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of networks × norms × methods × degrees",
+        description="Run a grid of networks × norms × radii × methods × degrees into one table.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=raw,
+    )
+    sweep.add_argument("spec", help="sweep specification (a .toml file)")
+    sweep.add_argument(
+        "--out",
+        required=True,
+        metavar="RESULTS.csv",
+        help="output table (.csv, plus .jsonl beside it; resumable)",
+    )
+    sweep.add_argument(
+        "--executor",
+        default="serial",
+        choices=["serial", "processes", "dask"],
+        help="where tasks run (default serial)",
+    )
+    sweep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://HOST:8786 (default: a LocalCluster)",
+    )
+    sweep.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (>= 1; processes and dask executors)"
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
+    _add_common(sweep, input_shape=False)
 
-    plot = sub.add_parser("plot", help="plots of a sweep's results table")
+    plot = sub.add_parser(
+        "plot",
+        help="plots of a sweep's results table",
+        description="Figures (bounds, times, tightness) of a results table written by lipopt sweep.",
+        epilog=PLOT_EPILOG,
+        formatter_class=raw,
+    )
     plot.add_argument("results", help="RESULTS.csv written by lipopt sweep")
-    plot.add_argument("--out-dir", default="plots", help="directory for the figures (default plots/)")
-    plot.add_argument("--format", action="append", choices=["png", "pdf"], help="figure format (repeatable)")
+    plot.add_argument(
+        "--out-dir", default="plots", metavar="DIR", help="directory for the figures (default plots/)"
+    )
+    plot.add_argument(
+        "--format", action="append", choices=["png", "pdf"], help="figure format (repeatable; default both)"
+    )
+    _add_common(plot, input_shape=False)
     return parser
 
 
 # ---------------------------------------------------------------------------------------------
+# Checks of the arguments (before any work) and of files
+# ---------------------------------------------------------------------------------------------
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _check_input_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
+    if path.is_dir():
+        raise LipoptError(f"{what} {path} is a directory, not a file; {hint}")
+    if path.suffix.lower() not in suffixes:
+        raise LipoptError(
+            f"{what} {path}: expected a {' or '.join(suffixes)} file, got "
+            f"{path.suffix or '(no suffix)'!r}; {hint}"
+        )
+    if not path.exists():
+        raise LipoptError(f"{what} {path}: no such file; {hint}")
+
+
 def _load(args) -> object:
     from .loaders import load_network
 
-    shape = tuple(args.input_shape) if getattr(args, "input_shape", None) else None
+    shape = None
+    if getattr(args, "input_shape", None):
+        if any(d <= 0 for d in args.input_shape):
+            raise LipoptError(
+                "--input-shape needs positive sizes (e.g. C H W = 1 28 28), got "
+                + " ".join(map(str, args.input_shape))
+            )
+        shape = tuple(args.input_shape)
+    if Path(args.network).is_dir():
+        raise LipoptError(f"{args.network} is a directory; give a network file (.npz, .pt/.pth, .onnx)")
     return load_network(args.network, input_shape=shape)
+
+
+def _check_target_domain_args(args) -> None:
+    """Checks that need no network: margin indices, box, radius, centre/radius pairing."""
+    if args.margin is not None and args.margin[0] == args.margin[1]:
+        raise LipoptError(f"--margin I J needs two different outputs, got {args.margin[0]} {args.margin[1]}")
+    if args.box is not None:
+        lo, hi = args.box
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise LipoptError(f"--box LO HI needs finite numbers with LO <= HI, got {_num(lo)} {_num(hi)}")
+        if args.center is not None:
+            raise LipoptError("give either --box LO HI or --center with --eps, not both")
+        if args.eps is not None:
+            raise LipoptError("--eps is the radius around --center and does not apply to --box; drop it")
+    if args.eps is not None:
+        if not math.isfinite(args.eps) or args.eps < 0:
+            raise LipoptError(f"--eps must be a finite radius >= 0, got {_num(args.eps)}")
+        if args.center is None:
+            raise LipoptError("--eps needs --center x0|FILE.npy (the centre of the ℓ∞ ball)")
+    if args.center is not None and args.eps is None:
+        raise LipoptError(f"--center {args.center} needs --eps R, the radius of the ℓ∞ ball around it")
+
+
+def _read_center(text: str, n_inputs: int) -> np.ndarray:
+    path = Path(text)
+    hint = "give 'x0' (stored in the network file) or a .npy vector saved with numpy.save"
+    if path.is_dir():
+        raise LipoptError(f"--center {path} is a directory; {hint}")
+    if not path.exists():
+        raise LipoptError(f"--center {path}: no such file; {hint}")
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        raise LipoptError(f"--center {path} is not a readable .npy array; {hint}") from None
+    if hasattr(obj, "files"):  # an .npz archive
+        obj.close()
+        raise LipoptError(f"--center {path} is an .npz archive, not one array; {hint}")
+    arr = np.asarray(obj)
+    if arr.dtype.kind not in "biuf":
+        raise LipoptError(f"--center {path} must hold real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(float).ravel()
+    if arr.size != n_inputs:
+        raise LipoptError(
+            f"--center {path} has {arr.size} entries but the network has {n_inputs} inputs; "
+            f"save a vector of {n_inputs} numbers"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise LipoptError(f"--center {path} contains NaN or inf values")
+    return arr
 
 
 def _target_domain(net, args):
@@ -191,17 +469,141 @@ def _target_domain(net, args):
     if args.center is not None:
         if args.center == "x0":
             if net.x0 is None:
-                raise LipoptError(f"--center x0: the network file {args.network} has no 'x0' entry")
+                raise LipoptError(
+                    f"--center x0: the network file {args.network} has no 'x0' entry; "
+                    "give a .npy file or --box"
+                )
             center = net.x0
         else:
-            try:
-                center = np.load(args.center, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise LipoptError(f"--center: cannot read {args.center}: {e}") from None
+            center = _read_center(args.center, net.input_dim)
     box = tuple(args.box) if args.box else None
     return target, make_domain(net, box=box, center=center, eps=args.eps)
 
 
+def _check_bound_args(args, methods: list[str]) -> dict:
+    """Checks of ``lipopt bound``'s options; returns the ``--lp-*`` options for ``lp_bound``."""
+    from .bounds import METHODS
+
+    for m in methods:
+        if m not in METHODS:
+            hint = f"; did you mean {m.lower()!r}?" if m.lower() in METHODS else ""
+            raise LipoptError(f"unknown method {m!r}; choose from: {', '.join(METHODS)}{hint}")
+    given = [d for _, ds in (args.plan or []) for d in ds]
+    for d in given:
+        if d < 1:
+            raise LipoptError(f"--degree must be a positive integer (a level such as 3), got {d}")
+        if d > MAX_DEGREE:
+            raise LipoptError(
+                f"--degree {d} is too large (at most {MAX_DEGREE}): relaxations grow exponentially "
+                "with the degree and are exact once it reaches the largest clique; use e.g. 2-6"
+            )
+    if given and not any(m in RELAXATIONS for m in methods):
+        raise LipoptError(
+            "--degree applies to the relaxations lp, sdp and sdp+lp only; add e.g. --method lp, "
+            "or drop --degree"
+        )
+    if args.time_limit is not None and not (args.time_limit > 0):  # also rejects NaN
+        raise LipoptError(f"--time-limit must be a positive number of seconds, got {_num(args.time_limit)}")
+    if not (args.max_memory > 0):
+        raise LipoptError(f"--max-memory must be a positive number of GB, got {_num(args.max_memory)}")
+    if args.seed < 0:
+        raise LipoptError(f"--seed must be a non-negative integer, got {args.seed}")
+    lp: dict = {}
+    for flag, key in LP_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            lp[key] = LP_PROJECT[value] if flag == "lp_project" else value
+    if not lp:
+        return {}
+    flags = ", ".join("--" + f.replace("_", "-") for f in LP_FLAGS if getattr(args, f) is not None)
+    if "lp" not in methods:
+        raise LipoptError(f"{flags}: LP solver options need --method lp, which is not requested; add it")
+    if lp.get("threads", 0) < 0:
+        raise LipoptError(f"--lp-threads must be >= 0 (0 = automatic), got {lp['threads']}")
+    if args.lp_project == "on" and lp.get("basis") == "krivine":
+        raise LipoptError("--lp-project on applies to the Sherali–Adams basis only, not --lp-basis krivine")
+    return {"lp": lp}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers
+# ---------------------------------------------------------------------------------------------
+def _jsonable(o):
+    if isinstance(o, np.integer | np.floating | np.bool_):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _strict(o):
+    """``o`` with NaN/±inf floats replaced by None (JSON has no such numbers)."""
+    if isinstance(o, dict):
+        return {k: _strict(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_strict(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _strict(o.tolist())
+    if isinstance(o, float | np.floating):
+        return float(o) if math.isfinite(o) else None
+    return o
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(_strict(obj), indent=2, default=_jsonable, allow_nan=False))
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """Create ``path`` and missing parents; the directories created, deepest first."""
+    created = []
+    p = path
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise LipoptError(f"cannot create the directory {path}: {p} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LipoptError(f"cannot create the directory {path}: {e.strerror or e}") from None
+    return created
+
+
+def _remove_empty_dirs(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+@contextlib.contextmanager
+def _atomic_file(out: Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``out`` (same suffix), renamed to ``out`` on success."""
+    created = _make_dirs(out.parent)
+    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    try:
+        try:
+            yield tmp
+            os.replace(tmp, out)
+        except OSError as e:
+            raise LipoptError(
+                f"cannot write {out}: {e.strerror or e}; check the path and its permissions"
+            ) from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _remove_empty_dirs(created)
+        raise
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
     net = _load(args)
     layers = []
@@ -229,7 +631,7 @@ def cmd_info(args) -> int:
         "layers": layers,
     }
     if args.json:
-        print(json.dumps(info, indent=2, default=_jsonable))
+        _print_json(info)
         return 0
     print(f"{net.name}: {info['architecture']}  ({net.depth} hidden layers)")
     print(
@@ -245,14 +647,13 @@ def cmd_info(args) -> int:
 
 
 def cmd_bound(args) -> int:
-    from .bounds import METHODS, bound_chain
+    from .bounds import bound_chain
 
+    methods, degrees = plan_methods(args.plan)
+    options = _check_bound_args(args, methods)
+    _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
-    methods, degrees = plan_methods(args.plan)
-    for m in methods:
-        if m not in METHODS:
-            raise LipoptError(f"unknown method {m!r}; choose from: {', '.join(METHODS)}")
     if "lower" not in methods:
         methods = [*methods, "lower"]
     chain = bound_chain(
@@ -266,9 +667,10 @@ def cmd_bound(args) -> int:
         time_limit=args.time_limit,
         max_memory_bytes=args.max_memory * 1e9,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
+        options=options or None,
     )
     if args.json:
-        print(json.dumps(chain.to_dict(), indent=2, default=_jsonable))
+        _print_json(chain.to_dict())
         return 0
     print(format_chain(chain))
     return 0
@@ -304,10 +706,24 @@ def format_chain(chain) -> str:
     return "\n".join(lines)
 
 
+def _check_picture_path(text: str) -> Path:
+    out = Path(text)
+    if out.is_dir():
+        raise LipoptError(f"--save {out} is a directory; give a file name such as {out / 'graph.png'}")
+    if out.suffix.lower() not in (".png", ".pdf"):
+        raise LipoptError(
+            f"--save {out}: unsupported picture format {out.suffix or '(no suffix)'!r}; "
+            "use a .png or .pdf file name"
+        )
+    return out
+
+
 def cmd_graph(args) -> int:
     from .graph import clique_structure
     from .problems import build_problem
 
+    picture = _check_picture_path(args.save) if args.save else None
+    _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
     problem = build_problem(net, args.norm, target, domain)
@@ -315,12 +731,13 @@ def cmd_graph(args) -> int:
     for pop in problem.pops:
         cs = clique_structure(pop.polynomial, args.extension)
         stats.append({"pop": pop.label, **cs.to_dict()})
-        if args.save and len(stats) == 1:
-            from .graph import draw
+        if picture is not None and len(stats) == 1:
+            from .plot import plot_cliques
 
-            draw(cs, args.save, pop.polynomial)
+            with _atomic_file(picture) as tmp:
+                plot_cliques(cs, tmp, polynomial=pop.polynomial, title=f"{net.name}: {pop.label}")
     if args.json:
-        print(json.dumps(stats if len(stats) > 1 else stats[0], indent=2, default=_jsonable))
+        _print_json(stats if len(stats) > 1 else stats[0])
         return 0
     for s in stats[:10]:
         print(
@@ -329,67 +746,186 @@ def cmd_graph(args) -> int:
         )
     if len(stats) > 10:
         print(f"... and {len(stats) - 10} more problems")
-    if args.save:
-        print(f"picture saved to {args.save}")
+    if picture is not None:
+        print(f"picture saved to {picture}")
     return 0
 
 
-def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+def _keyword_names(fn) -> list[str]:
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
-    run_sweep(
-        args.spec,
-        args.out,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
+
+def check_solver_options(options: dict, where: str = "[run.options]") -> None:
+    """Sections and LP/SDP keys of a sweep's ``[run.options]`` (so that a typo fails at once
+    instead of writing an error row per task that a rerun would then skip)."""
+    for section, table in options.items():
+        if section not in SOLVER_SECTIONS:
+            raise LipoptError(
+                f"{where}: unknown solver section [run.options.{section}]; "
+                f"choose from {', '.join(SOLVER_SECTIONS)}"
+            )
+        if not isinstance(table, dict):
+            raise LipoptError(f"{where}: [run.options.{section}] must be a table of key = value")
+    from .solvers.lp_pipeline import lp_bound
+    from .solvers.sdp_pipeline import sdp_bound
+
+    for section, fn in (("lp", lp_bound), ("sdp", sdp_bound)):
+        allowed = [k for k in _keyword_names(fn) if k != "with_lp"]
+        for key in options.get(section, {}):
+            if key not in allowed:
+                raise LipoptError(
+                    f"{where}: unknown key {key!r} in [run.options.{section}]; allowed: {', '.join(allowed)}"
+                )
+    lp = options.get("lp", {})
+    for key, choices in (("method", LP_ALGORITHMS), ("basis", LP_BASES), ("clique_method", LP_CLIQUES)):
+        if key in lp and lp[key] not in choices:
+            raise LipoptError(
+                f"{where}: [run.options.lp] {key} = {lp[key]!r}; choose from {', '.join(choices)}"
+            )
+    threads = lp.get("threads", 0)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise LipoptError(f"{where}: [run.options.lp] threads must be an integer >= 0, got {threads!r}")
+    if "project" in lp and not isinstance(lp["project"], bool):
+        raise LipoptError(f"{where}: [run.options.lp] project must be true or false, got {lp['project']!r}")
+
+
+def _has_rows(path: Path, header_lines: int) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return sum(1 for line in fh if line.strip()) > header_lines
+    except OSError:
+        return True  # unreadable: leave it alone
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import load_spec, run_sweep
+
+    spec = Path(args.spec)
+    _check_input_file(spec, "sweep spec", (".toml",), "see examples/sweep_small.toml")
+    out = Path(args.out)
+    if out.is_dir() or out.suffix.lower() != ".csv":
+        raise LipoptError(f"--out {out}: the results table must be a .csv file, e.g. --out results.csv")
+    if args.workers is not None:
+        if args.workers < 1:
+            raise LipoptError(f"--workers must be >= 1, got {args.workers}")
+        if args.executor == "serial":
+            raise LipoptError("--workers applies to --executor processes or dask")
+    if args.scheduler and args.executor != "dask":
+        raise LipoptError("--scheduler applies to --executor dask only; add --executor dask")
+    try:
+        parsed = load_spec(spec)
+    except UnicodeDecodeError:
+        raise LipoptError(f"{spec}: not a UTF-8 text file; a sweep spec is TOML text") from None
+    margin = parsed.run.margin
+    if margin is not None and len(margin) == 2 and margin[0] == margin[1]:
+        raise LipoptError(f"{spec}: run.margin needs two different outputs, got {list(margin)}")
+    check_solver_options(dict(parsed.run.options), str(spec))
+
+    jsonl = out.with_suffix(".jsonl")
+    fresh = [p for p in (out, jsonl) if not p.exists()]
+    created = _make_dirs(out.parent)
+    try:
+        run_sweep(
+            parsed,
+            out,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.no_progress,
+        )
+    except BaseException as e:
+        # no empty table left behind; rows already written stay (rerunning resumes)
+        if out in fresh and out.exists() and not _has_rows(out, 1):
+            out.unlink()
+            if jsonl in fresh and jsonl.exists() and not _has_rows(jsonl, 0):
+                jsonl.unlink()
+        _remove_empty_dirs(created)
+        if isinstance(e, KeyboardInterrupt) and out.exists():
+            msg = f"lipopt: interrupted; the rows so far are in {out}: rerun the same command to resume"
+            print(msg, file=sys.stderr)
+            return 130
+        raise
     return 0
 
 
 def cmd_plot(args) -> int:
     from .plot import plot_results
 
-    for path in plot_results(args.results, args.out_dir, formats=args.format or ["png", "pdf"]):
+    results = Path(args.results)
+    _check_input_file(results, "results table", (".csv",), "give the RESULTS.csv written by lipopt sweep")
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LipoptError(f"--out-dir {out_dir} exists and is not a directory; choose another --out-dir")
+    created = _make_dirs(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=".lipopt-plot-", dir=out_dir))
+    try:
+        try:
+            paths = plot_results(results, tmp, formats=args.format or ["png", "pdf"])
+        except (UnicodeDecodeError, csv.Error):
+            raise LipoptError(
+                f"{results} is not a readable CSV table; give the RESULTS.csv written by lipopt sweep"
+            ) from None
+        final = []
+        for p in paths:
+            dest = out_dir / Path(p).relative_to(tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, dest)
+            final.append(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty_dirs(created)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    for path in final:
         print(path)
     return 0
-
-
-def _jsonable(o):
-    if isinstance(o, np.integer | np.floating | np.bool_):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
 
 
 COMMANDS = {"info": cmd_info, "bound": cmd_bound, "graph": cmd_graph, "sweep": cmd_sweep, "plot": cmd_plot}
 
 
+def _fail(message: str, code: int = EXIT_BAD_INPUT, prefix: str = "lipopt: error: ") -> int:
+    print(prefix + _one_line(message), file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
     try:
         return COMMANDS[args.command](args)
     except LipoptError as e:
-        if args.debug:
+        if debug:
             raise
-        print(f"lipopt: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(str(e))
     except MemoryError:
-        if args.debug:
+        if debug:
             raise
-        print(
-            "lipopt: error: out of memory; lower the degree, use a sparser method, or a smaller network",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
+        return _fail("out of memory; lower the degree, use a sparser method, or a smaller network")
     except KeyboardInterrupt:
         print("lipopt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (e.g. '| head'): stop quietly
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_INTERNAL
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}; check the path and its permissions")
+    except Exception as e:  # a bug: one line, the traceback with --debug
+        if debug:
+            raise
+        return _fail(
+            f"{type(e).__name__}: {e}. This is a bug in lipopt: rerun with --debug for the "
+            "traceback and report it",
+            EXIT_INTERNAL,
+            "lipopt: internal error: ",
+        )
 
 
 if __name__ == "__main__":
