@@ -276,6 +276,8 @@ def lower_bound(
     """
     norm = parse_norm(norm)
     target = target or make_target(net)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise LipoptError(f"the seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     n = net.input_dim
     if domain is None:
@@ -564,10 +566,11 @@ def bound_chain(
         if bad:
             raise LipoptError(f"degree must be a positive integer, got {bad[0]!r}")
     target = target or make_target(net)
-    opts = dict(options or {})
+    opts = {key: dict(value) for key, value in (options or {}).items()}  # never mutate the caller's
     opts.setdefault("lp", {}).setdefault("time_limit", time_limit)
     opts["lp"].setdefault("max_bytes", max_memory_bytes)
     opts.setdefault("sdp", {}).setdefault("time_limit", time_limit)
+    opts["sdp"].setdefault("max_bytes", max_memory_bytes)
     opts.setdefault("sdp-ball", {}).setdefault("time_limit", time_limit)
 
     steps: list[tuple[str, int | None]] = []
@@ -589,6 +592,7 @@ def bound_chain(
 
     bar = _progress(len(steps) + ("lower" in methods), progress)
     results: list[BoundResult] = []
+    refusals: list[LipoptError] = []
     for m, d in steps:
         bar.set_description(f"{m}" + (f" degree {d}" if d else ""))
         t0 = time.perf_counter()
@@ -607,8 +611,19 @@ def bound_chain(
             results.append(_ball_bound(net, norm, target, domain, opts))
         else:
             assert problem is not None and d is not None
-            results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))
+            try:
+                results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))
+            except LipoptError as exc:
+                # too large / unsupported: one step alone ends with its error; in a chain it
+                # becomes a "refused" row and the other bounds are kept
+                if len(steps) == 1:
+                    raise
+                refusals.append(exc)
+                results.append(_refused(m, d, exc, time.perf_counter() - t0))
         bar.update(1)
+    if refusals and len(refusals) == len(results):
+        bar.close()
+        raise refusals[0]  # nothing but refusals: the first one is the answer
     low = None
     if "lower" in methods:
         bar.set_description("lower bound")
@@ -616,6 +631,12 @@ def bound_chain(
         bar.update(1)
     bar.close()
     return ChainResult(net.name, norm, target, domain, results, low)
+
+
+def _refused(method: str, degree: int, exc: LipoptError, elapsed: float) -> BoundResult:
+    r = BoundResult(method, degree, float("inf"), False, "refused", elapsed)
+    r.note = str(exc)
+    return r
 
 
 class _NoBar:

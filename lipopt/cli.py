@@ -685,13 +685,18 @@ def format_chain(chain) -> str:
         f"{'method':<12}{'degree':>7}{'upper bound':>16}  {'certified':<10}{'status':<12}"
         f"{'build s':>9}{'solve s':>9}",
     ]
+    notes: list[str] = []
     for b in chain.bounds:
         deg = "" if b.degree is None else str(b.degree)
         val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
         bt = "" if b.build_time_s is None else f"{b.build_time_s:.2f}"
         st = "" if b.solve_time_s is None else f"{b.solve_time_s:.2f}"
         cert = "yes" if b.certified else "NO"
-        lines.append(f"{b.method:<12}{deg:>7}{val:>16}  {cert:<10}{b.status:<12}{bt:>9}{st:>9}")
+        mark = ""
+        if b.note:
+            notes.append(b.note)
+            mark = f"  [{len(notes)}]"
+        lines.append(f"{b.method:<12}{deg:>7}{val:>16}  {cert:<10}{b.status:<12}{bt:>9}{st:>9}{mark}")
     if chain.lower_bound is not None:
         lines.append(f"{'lower':<12}{'':>7}{chain.lower_bound.value:>16.6g}  ({chain.lower_bound.method})")
     best = chain.best
@@ -703,6 +708,7 @@ def format_chain(chain) -> str:
             + ")"
             + (f", {ratio:.3f}× the lower bound" if ratio else "")
         )
+    lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
     return "\n".join(lines)
 
 

@@ -133,6 +133,8 @@ def make_domain(
         if eps is None or not np.isfinite(eps) or eps < 0:
             raise LipoptError("a center needs a finite radius --eps >= 0")
         x0 = np.asarray(center, dtype=float).ravel()
+        if not np.all(np.isfinite(x0)):
+            raise LipoptError("the center contains NaN or inf values; give finite coordinates")
         if x0.shape != (n,):
             raise LipoptError(f"the center has {x0.size} entries but the network has {n} inputs")
         return Domain(x0 - eps, x0 + eps, f"center ± {eps:g} (ℓ∞ ball)")

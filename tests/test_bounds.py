@@ -108,3 +108,25 @@ def test_time_limit_covers_all_pops_and_falls_back_to_a_valid_bound():
     assert b.value == pytest.approx(max(positive_part_bound(p) for p in problem.pops))
     full = bound_chain(net, "1", ["lp"], {"lp": [2]}).bounds[0]
     assert exact <= full.value <= b.value
+
+
+def test_a_refused_step_in_a_chain_becomes_a_row_and_alone_it_is_the_error():
+    net = random_net([3, 5, 2], seed=5)
+    chain = bound_chain(net, "inf", ["naive", "sdp"], {"sdp": [1, 5]}, max_memory_bytes=1e3)
+    naive, sdp1, sdp5 = chain.bounds
+    assert sdp1.certified and sdp5.status == "refused" and not sdp5.certified
+    assert "memory budget" in sdp5.note and "--max-memory" in sdp5.note
+    assert chain.best is not None and chain.best.value == sdp1.value
+    with pytest.raises(LipoptError, match="order-5 moment relaxation would need"):
+        bound_chain(net, "inf", ["sdp"], {"sdp": [5]}, max_memory_bytes=1e3)
+
+
+def test_chain_does_not_mutate_the_callers_options_and_checks_the_seed():
+    net = random_net([3, 4, 1], seed=6)
+    options = {"lp": {"method": "ipm"}}
+    bound_chain(net, "inf", ["lp"], {"lp": [2]}, options=options, time_limit=5.0)
+    assert options == {"lp": {"method": "ipm"}}
+    with pytest.raises(LipoptError, match="seed must be a non-negative integer"):
+        lower_bound(net, "inf", seed=-1)
+    with pytest.raises(LipoptError, match="center contains NaN"):
+        make_domain(net, center=np.array([0.0, np.nan, 0.0]), eps=0.1)

@@ -139,7 +139,8 @@ class _Codec:
         self.split = width // 2
         if self.wide and self.base ** (width - self.split) >= _INT_LIMIT:
             raise LipoptError(
-                f"level {width} over {n_vars} variables is too large to index moments"
+                f"level {width} over {n_vars} variables is too large to index moments; use a "
+                "lower level (2–4 are the useful ones) or a local domain with fewer free neurons"
             )
 
     def encode(self, cols: list[np.ndarray], n: int) -> np.ndarray:
@@ -453,6 +454,10 @@ def build_lp(
     k = int(k)
     poly = pop_poly.reduce_binary() if basis == "sherali-adams" else pop_poly
     assign_monomials(cs, poly)  # raises if a monomial is in no clique
+    if project and basis != "sherali-adams":
+        raise LipoptError(
+            f"project=True eliminates Sherali–Adams moments; it does not apply to the {basis} basis"
+        )
     project = default_project(k, basis) if project is None else bool(project)
     project = project and basis == "sherali-adams" and k >= 2
     est = estimate_lp_size(cs, k, basis, project=project, poly=poly)

@@ -332,6 +332,48 @@ def sherali_adams_rows(
 
 
 # ---------------------------------------------------------------------------------------------
+# Size
+# ---------------------------------------------------------------------------------------------
+#: Bytes per PSD-block entry and per SA-row entry through the conic pipeline (moment map, cvxpy
+#: canonicalisation, solver copy): a deliberately generous constant, so the estimate errs high.
+BYTES_PER_PSD_ENTRY = 400
+BYTES_PER_SA_ENTRY = 200
+
+
+def estimate_bytes(
+    cliques: list[np.ndarray], order: int, lp_cliques: list[np.ndarray] | None, lp_level: int | None
+) -> tuple[float, int, int]:
+    """``(bytes, psd_entries, sa_entries)``: ``Σ_C b_C²`` block entries (``b_C`` =
+    :func:`basis_size`) and at most ``Σ_C binom(|C|, k)·3^k`` SA entries (``k = min(level, |C|)``,
+    before deduplication), times the per-entry constants above."""
+    psd = sum(basis_size(len(c), order) ** 2 for c in cliques)
+    sa = 0
+    for c in lp_cliques or []:
+        k = min(lp_level or 0, len(c))
+        sa += math.comb(len(c), k) * 3**k if k else 0
+    return float(BYTES_PER_PSD_ENTRY * psd + BYTES_PER_SA_ENTRY * sa), psd, sa
+
+
+def _check_memory(
+    cliques: list[np.ndarray],
+    order: int,
+    lp_cliques: list[np.ndarray] | None,
+    lp_level: int | None,
+    max_bytes: float | None,
+) -> None:
+    if max_bytes is None:
+        return
+    est, psd, sa = estimate_bytes(cliques, order, lp_cliques, lp_level)
+    if est > max_bytes:
+        what = f"order-{order} moment relaxation" + (f" + level-{lp_level} SA rows" if lp_level else "")
+        raise LipoptError(
+            f"the {what} would need about {est / 1e9:.2f} GB ({psd:,} PSD entries in {len(cliques)} "
+            f"blocks, {sa:,} SA entries), above the memory budget of {max_bytes / 1e9:.2f} GB; lower "
+            "the degree, use --method lp, or raise --max-memory"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Builder
 # ---------------------------------------------------------------------------------------------
 def build_moment_relaxation(
@@ -344,6 +386,7 @@ def build_moment_relaxation(
     lp_cliques: list[np.ndarray] | None = None,
     max_block: int = DEFAULT_MAX_BLOCK,
     max_lp_rows: int = DEFAULT_MAX_LP_ROWS,
+    max_bytes: float | None = None,
 ) -> MomentRelaxation:
     """The order-``order`` moment relaxation of ``max p`` over ``{0,1}^n`` (see module docstring).
 
@@ -356,6 +399,7 @@ def build_moment_relaxation(
         lp_cliques: cliques for the SA rows (default: the sparsity-graph cliques, min-degree).
         max_block: refuse (LipoptError) moment matrices larger than this.
         max_lp_rows: refuse more SA rows than this.
+        max_bytes: refuse (LipoptError) when :func:`estimate_bytes` of the relaxation exceeds it.
 
     Without SA rows, every monomial must satisfy ``|S| ≤ 2d`` and lie in a PSD clique; with
     them, ``|S| ≤ max(2d, level)`` and lie in a PSD clique or an SA clique.
@@ -391,9 +435,11 @@ def build_moment_relaxation(
         lp_cliques = [np.unique(np.asarray(c, dtype=np.int64)) for c in lp_cliques]
         _check_coverage(poly, cliques + lp_cliques, max(2 * order, lp_level),
                         f"order-{order} moment + level-{lp_level} Sherali–Adams relaxation")
+        _check_memory(cliques, order, lp_cliques, lp_level, max_bytes)
         sa_rows = sherali_adams_rows(lp_cliques, lp_level, max_lp_rows)
     else:
         _check_coverage(poly, cliques, 2 * order, f"order-{order} moment relaxation")
+        _check_memory(cliques, order, None, None, max_bytes)
 
     width = max(2 * order, lp_level or 0, poly.supports.shape[1], 1)
     keys = _Keys(n, width)

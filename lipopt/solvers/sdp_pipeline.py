@@ -367,6 +367,7 @@ def sdp_bound(
     lp_level: int | None = None,
     psd_order: int = 1,
     max_block: int = DEFAULT_MAX_BLOCK,
+    max_bytes: float | None = None,
     max_iter: int | None = None,
     tol: float = 1e-7,
     seed: int = 0,
@@ -397,6 +398,7 @@ def sdp_bound(
         clique_method: ``"auto"`` (sparse cliques unless one dense block is smaller), ``"dense"``,
             or a :mod:`lipopt.graph` heuristic.
         max_block: largest moment matrix allowed (else LipoptError).
+        max_bytes: memory budget of the moment route (estimated before building; else LipoptError).
         max_iter: iteration cap (mixing sweeps or conic iterations).
         tol: relative gap tolerance of the mixing method.
         seed, verbose, solver_options: passed to the solver.
@@ -432,7 +434,7 @@ def sdp_bound(
 
     order = int(psd_order) if with_lp else max(degree, math.ceil(deg / 2))
     rel = build_moment_relaxation(
-        poly, order, clique_method=clique_method, lp_level=level, max_block=max_block
+        poly, order, clique_method=clique_method, lp_level=level, max_block=max_block, max_bytes=max_bytes
     )
     build = time.perf_counter() - t0
     remaining = None if time_limit is None else max(time_limit - build, 1e-3)  # the limit covers the build
