@@ -170,3 +170,25 @@ def test_bad_shapes():
         lipsdp_neuron([np.ones((3, 4)), np.ones((2, 5))])
     with pytest.raises(LipoptError):
         lipsdp_neuron([])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chain_lipsdp_per_target_is_exact_sound_and_tighter(seed):
+    """One target (output or margin): LipSDP of the folded scalar network cᵀN, ≥ the exact ℓ2
+    constant (region enumeration) and ≤ ‖c‖ times the vector-output bound."""
+    from conftest import random_net
+
+    from lipopt.bounds import bound_chain
+    from lipopt.exact import exact_lipschitz
+    from lipopt.problems import make_target
+
+    net = random_net([3, 6, 5, 3], seed=seed)
+    for target in (make_target(net, output=1), make_target(net, margin=(0, 2))):
+        c = target.vectors[0]
+        exact = exact_lipschitz(net, c, "2")
+        per = bound_chain(net, "2", ["lipsdp"], target=target).bounds[0]
+        vec = bound_chain(net, "2", ["lipsdp"], target=target,
+                          options={"lipsdp": {"per_target": False}}).bounds[0]
+        assert per.certified and vec.certified
+        assert per.size["per_target"] and not vec.size["per_target"]
+        assert exact <= per.value <= vec.value * (1 + 1e-9)
