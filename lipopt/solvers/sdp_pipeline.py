@@ -27,10 +27,16 @@ builder refuses with a :class:`~lipopt.errors.LipoptError` naming the size and p
 ``--method lp``. With ``with_lp=True`` (``sdp+lp``) ``degree`` is the Sherali–Adams level
 ``k = max(degree, 2, deg p)`` and the PSD part stays at order 1 (Shor; ``psd_order`` changes it):
 the SA rows cover the high-degree monomials, which keeps multi-layer problems at order-1 PSD
-sizes, and the values are non-increasing in ``degree`` like the LP chain's. (A quadratic
-lifting with intermediate gradient variables ``g_{l−1} = W_lᵀ(s_l ∘ g_l)`` would let Shor apply
-directly; it needs continuous variables with interval bounds and a different certificate, and is
-not implemented.)
+sizes, and the values are non-increasing in ``degree`` like the LP chain's.
+
+Why not the quadratic lifting. Intermediate gradient variables ``g_{l−1} = W_lᵀ(s_l ∘ g_l)``
+make every constraint quadratic, so Shor would apply at any depth. But in the lifted Shor SDP the
+products ``t_k (s_l ∘ g_l)_i`` that the objective needs are tied to the network only through the
+PSD coupling and interval bounds ``|g_i| ≤ B_i``: the constraint ``p_i = s_i g_i`` times ``t_k`` is
+a cubic that Shor does not see, so the lifted bound cannot beat ``Σ_ik |W_ik| B_i``, i.e. the
+``abs-product`` baseline, unless the cubic products are added — which is the order-2 (or SA)
+relaxation again. Raising the order (or adding SA rows) keeps the tightness that makes the SDP
+worth solving; ``sdp+lp`` keeps the PSD part at Shor size.
 
 Certificate (moment route)
 --------------------------
