@@ -29,14 +29,14 @@ builder refuses with a :class:`~lipopt.errors.LipoptError` naming the size and p
 the SA rows cover the high-degree monomials, which keeps multi-layer problems at order-1 PSD
 sizes, and the values are non-increasing in ``degree`` like the LP chain's.
 
-Why not the quadratic lifting. Intermediate gradient variables ``g_{l−1} = W_lᵀ(s_l ∘ g_l)``
-make every constraint quadratic, so Shor would apply at any depth. But in the lifted Shor SDP the
-products ``t_k (s_l ∘ g_l)_i`` that the objective needs are tied to the network only through the
-PSD coupling and interval bounds ``|g_i| ≤ B_i``: the constraint ``p_i = s_i g_i`` times ``t_k`` is
-a cubic that Shor does not see, so the lifted bound cannot beat ``Σ_ik |W_ik| B_i``, i.e. the
-``abs-product`` baseline, unless the cubic products are added — which is the order-2 (or SA)
-relaxation again. Raising the order (or adding SA rows) keeps the tightness that makes the SDP
-worth solving; ``sdp+lp`` keeps the PSD part at Shor size.
+Why not the quadratic lifting. Intermediate gradient variables ``p = s_l ∘ g_l``,
+``g_{l−1} = W_lᵀ p`` make every constraint quadratic, so Shor would apply at any depth. But the
+lifted Shor SDP sees the products ``t_k p_i`` that the objective needs only through the PSD
+coupling, interval bounds ``|p_i| ≤ B_i`` and the *averaged* constraint ``E[p_i] = E[s_i g_i]``;
+the products ``t_k · (p_i − s_i g_i) = 0`` that tie them to the network are cubic and absent.
+Adding them is the order-2 (or SA level-3) relaxation again. So the order is raised (or SA rows
+added): that keeps the tightness that makes an SDP worth solving, and ``sdp+lp`` keeps the PSD
+part at Shor size.
 
 Certificate (moment route)
 --------------------------
