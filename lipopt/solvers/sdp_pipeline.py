@@ -36,7 +36,9 @@ coupling, interval bounds ``|p_i| ≤ B_i`` and the *averaged* constraint ``E[p_
 the products ``t_k · (p_i − s_i g_i) = 0`` that tie them to the network are cubic and absent.
 Adding them is the order-2 (or SA level-3) relaxation again. So the order is raised (or SA rows
 added): that keeps the tightness that makes an SDP worth solving, and ``sdp+lp`` keeps the PSD
-part at Shor size.
+part at Shor size. Measured (``benchmarks/shor_lifting.py``, eight random 4-6-6-1 nets, with the
+lifting given every valid quadratic constraint incl. RLT products of the bounds of ``p``): lifted
+Shor 1.04–1.97× the exact maximum and above LP-3 on 8/8; order 2 equal to the exact maximum on 8/8.
 
 Certificate (moment route)
 --------------------------
