@@ -259,13 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_target_and_domain(bound)
     bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    bound.add_argument("--time-limit", type=float, metavar="S", help="time limit per solve in seconds (> 0)")
+    bound.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="S",
+        help="time limit per relaxation step (method and degree, all its POPs) in seconds (> 0); "
+        "a step stopped early still reports a certified, looser bound",
+    )
     bound.add_argument(
         "--max-memory",
         type=float,
         default=8.0,
         metavar="GB",
-        help="refuse LP relaxations larger than this (> 0; default 8 GB)",
+        help="refuse LP and SDP relaxations larger than this (> 0; default 8 GB)",
     )
     bound.add_argument(
         "--seed", type=int, default=0, help="seed (>= 0) for sampling the lower bound (default 0)"
