@@ -160,18 +160,24 @@ def load_network(
     if isinstance(path_or_module, Network):
         net = path_or_module
         source = f"network {net.name}"
+        _check_no_empty_layers(net.layers, source)
         if name is not None and name != net.name:
             net = Network(net.layers, name=name, x0=net.x0)
     elif isinstance(path_or_module, (str, os.PathLike)):
         path = Path(path_or_module)
         source = str(path)
         suffix = path.suffix.lower()
+        if path.is_dir():
+            raise LipoptError(
+                f"{path} is a directory, not a file; give a network file "
+                f"({', '.join(SUPPORTED_SUFFIXES)})"
+            )
         if suffix not in SUPPORTED_SUFFIXES:
             raise LipoptError(
                 f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; "
                 f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
             )
-        if not path.is_file():
+        if not path.exists():
             raise LipoptError(f"{path}: no such file")
         if suffix == ".npz":
             net = from_npz(path, name=name)
@@ -206,10 +212,99 @@ def _check_input_shape(net: Network, input_shape: Sequence[int], source: str) ->
 
 def _make_network(layers: Sequence[Dense], name: str, x0: np.ndarray | None, source: str) -> Network:
     """Build the :class:`Network`, prefixing its validation errors with the source."""
+    _check_no_empty_layers(layers, source)
     try:
         return Network(tuple(layers), name=name, x0=x0)
     except LipoptError as err:
         raise LipoptError(f"{source}: {err}") from None
+
+
+def _empty_layer_problem(shape: tuple[int, ...], first: bool, last: bool) -> str | None:
+    """Why a weight of ``shape`` (``out × in``) cannot be bounded, or None (``first``/``last``:
+    the network's first/last weight)."""
+    rows, cols = int(shape[0]), int(shape[1])
+    if rows and cols:
+        return None
+    if cols == 0 and first:
+        return "the network would have 0 inputs; the first weight needs at least one column"
+    if rows == 0 and last:
+        return "the network would have 0 outputs; the last weight needs at least one row"
+    return (
+        "a 0-width layer (no neurons) cuts the output off from the input; give the layer at "
+        "least one neuron or remove it"
+    )
+
+
+def _check_no_empty_layers(layers: Sequence[Any], source: str) -> None:
+    """Refuse weights with a 0 dimension (0 inputs, 0 outputs, 0-width hidden layers).
+
+    ``Network`` accepts them, and every bound of such a network is 0, which is meaningless.
+    """
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Dense):
+            shape = tuple(layer.weight.shape)
+            why = _empty_layer_problem(shape, i == 0, i == last) if len(shape) == 2 else None
+            if why is not None:
+                raise LipoptError(f"{source}: layer {i} has a weight of shape {shape}: {why}")
+            continue
+        # a residual block: its own map (in_dim → out_dim), then the maps of its inner chain F
+        inner = getattr(layer, "inner", ())
+        shapes = [(layer.out_dim, layer.in_dim)] + [(d.out_dim, d.in_dim) for d in inner]
+        for j, shape in enumerate(shapes):
+            why = _empty_layer_problem(shape, i == 0 and j == 0, i == last and j == 0)
+            if why is not None:
+                raise LipoptError(
+                    f"{source}: layer {i} (a residual block) has a {shape[1]} → {shape[0]} map: {why}"
+                )
+
+
+# ---- file sniffing -----------------------------------------------------------------------------
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header / an empty zip
+_NPY_MAGIC = b"\x93NUMPY"
+_NPZ_HINT = "save weights with numpy.savez(path, W0=..., b0=..., W1=..., ...)"
+_TORCH_HINT = "save the model with torch.save(model, path)"
+_ONNX_HINT = "export the model with torch.onnx.export or onnx.save"
+
+
+def _read_head(path: Path, hint: str) -> bytes:
+    """The first bytes of a network file, after checking that it is a readable, non-empty file."""
+    src = str(path)
+    if path.is_dir():
+        raise LipoptError(f"{src} is a directory, not a file; {hint}")
+    if not path.exists():
+        raise LipoptError(f"{src}: no such file")
+    if not path.is_file():
+        raise LipoptError(f"{src} is not a regular file; {hint}")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError as err:
+        raise LipoptError(f"{src}: cannot be read ({err.strerror or err}); check its permissions") from None
+    if not head:
+        raise LipoptError(f"{src} is empty (0 bytes); {hint}")
+    return head
+
+
+def _content_kind(head: bytes) -> str:
+    """A short guess of what a file that is not the expected format holds (for messages)."""
+    if head.startswith(_ZIP_MAGIC):
+        return "a zip archive"
+    if head.startswith(_NPY_MAGIC):
+        return "a single numpy .npy array"
+    if head[:1] == b"\x80":
+        return "a Python pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character may be cut at the end of the sample
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return "binary data"
+    if all(ch.isprintable() or ch in "\t\n\r\f\v" for ch in text):
+        return "text"  # protobuf (ONNX) and pickles always hold control bytes
+    return "binary data"
 
 
 # ---- npz -------------------------------------------------------------------------------------
@@ -217,19 +312,65 @@ def from_npz(path: PathLike, *, name: str | None = None) -> Network:
     """Read a network from an npz archive in the format described in the module docstring."""
     path = Path(path)
     src = str(path)
-    if not path.is_file():
-        raise LipoptError(f"{src}: no such file")
+    head = _read_head(path, _NPZ_HINT)
+    if head.startswith(_NPY_MAGIC):
+        raise LipoptError(f"{src}: holds a single .npy array, not an npz archive of W0, b0, …; {_NPZ_HINT}")
+    if not head.startswith(_ZIP_MAGIC):
+        raise LipoptError(
+            f"{src}: not a valid npz file: not a numpy .npz archive (not a zip file; it holds "
+            f"{_content_kind(head)}); {_NPZ_HINT}"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise LipoptError(f"{src}: not a valid npz file ({_first_line(err)})") from None
+    except OSError as err:
+        raise LipoptError(f"{src}: cannot be read ({_first_line(err)})") from None
+    except Exception:  # zipfile.BadZipFile and friends: the zip's central directory is unreadable
+        raise LipoptError(
+            f"{src}: not a valid npz file: a truncated or damaged zip archive (its table of "
+            f"contents is missing or unreadable); copy the file again or {_NPZ_HINT}"
+        ) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise LipoptError(f"{src}: holds a single .npy array, not an npz archive of W0, b0, …")
     with archive:
-        try:
-            arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise LipoptError(f"{src}: not a valid npz file ({_first_line(err)})") from None
+        names = list(archive.files)
+        if not any(_LAYER_KEY.match(k) for k in names) and any(n.endswith("data.pkl") for n in names):
+            raise LipoptError(
+                f"{src}: not a valid npz file: it is a PyTorch file written by torch.save; "
+                "rename it to .pt"
+            )
+        arrays = {}
+        for key in names:
+            try:
+                value = archive[key]
+            except ValueError as err:
+                if "allow_pickle" in str(err) or "pickle" in str(err).lower():
+                    raise LipoptError(
+                        f"{src}: not a valid npz file: array {key!r} contains pickled Python objects "
+                        f"(dtype=object), which lipopt does not load (unpickling can run code); save "
+                        f"numeric arrays, e.g. numpy.savez(path, {key}=np.asarray(value, dtype=float))"
+                    ) from None
+                raise LipoptError(
+                    f"{src}: not a valid npz file: array {key!r} is damaged ({_first_line(err)}); "
+                    f"{_NPZ_HINT}"
+                ) from None
+            except Exception as err:  # BadZipFile (bad CRC), zlib.error, EOFError, a mangled header
+                detail = f": {_first_line(err)}" if isinstance(err, zipfile.BadZipFile) else " cannot be read"
+                raise LipoptError(
+                    f"{src}: not a valid npz file: the zip archive is damaged (member {key!r}{detail}); "
+                    f"copy the file again or {_NPZ_HINT}"
+                ) from None
+            if isinstance(value, bytes) and _LAYER_KEY.match(key):
+                raise LipoptError(
+                    f"{src}: not a valid npz file: member {key!r} is not a numpy .npy array (not "
+                    f"written by numpy.savez); {_NPZ_HINT}"
+                )
+            arrays[key] = value
+    if not any(_LAYER_KEY.match(k) for k in arrays):
+        held = ", ".join(names[:5]) + (", …" if len(names) > 5 else "") if names else "nothing"
+        raise LipoptError(
+            f"{src}: no weight arrays found (expected keys W0, b0, W1, b1, …; the archive holds "
+            f"{held}); {_NPZ_HINT}"
+        )
     return _network_from_arrays(arrays, src, name or path.stem)
 
 
@@ -270,6 +411,9 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
         w = weights[i]
         if w.ndim != 2:
             raise LipoptError(f"{src}: W{i} must be a 2-D matrix, got shape {w.shape}")
+        why = _empty_layer_problem(w.shape, i == 0, i == n_layers - 1)
+        if why is not None:
+            raise LipoptError(f"{src}: W{i} has shape {tuple(w.shape)}: {why}")
         if not np.all(np.isfinite(w.data if sp.issparse(w) else w)):
             raise LipoptError(f"{src}: W{i} contains NaN or inf values")
         b = biases.get(i)
@@ -662,15 +806,19 @@ def _is_torch_module(obj: Any) -> bool:
 
 
 def _load_torch_file(path: Path, *, input_shape: Sequence[int] | None, name: str | None) -> Network:
-    torch = _import_torch(f"loading {path}")
     src = str(path)
+    torch = _import_torch(f"loading {path}")
+    _check_torch_file(path)
     try:
         if _is_torchscript_archive(path):
             obj = torch.jit.load(str(path), map_location="cpu")
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for corrupt files
-        raise LipoptError(f"{src}: cannot be read by torch ({_first_line(err)})") from None
+        raise LipoptError(
+            f"{src}: cannot be read by torch ({_short(_first_line(err))}); the file may be damaged: "
+            f"{_TORCH_HINT}"
+        ) from None
     if isinstance(obj, torch.nn.Module):
         return from_torch(obj, input_shape=input_shape, name=name or path.stem, source=src)
     if isinstance(obj, Mapping):
@@ -679,6 +827,37 @@ def _load_torch_file(path: Path, *, input_shape: Sequence[int] | None, name: str
             "whole model with torch.save(model, path) or pass the nn.Module itself"
         )
     raise LipoptError(f"{src}: holds a {type(obj).__name__}, not a torch.nn.Module")
+
+
+def _check_torch_file(path: Path) -> None:
+    """Recognize files that are not ``torch.save`` / TorchScript output before unpickling them."""
+    src = str(path)
+    head = _read_head(path, _TORCH_HINT)
+    if head.startswith(_ZIP_MAGIC):  # torch.save and TorchScript write zip archives
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (OSError, zipfile.BadZipFile, ValueError):
+            raise LipoptError(
+                f"{src}: cannot be read by torch: a truncated or damaged zip archive (its table of "
+                f"contents is missing or unreadable); copy the file again or {_TORCH_HINT}"
+            ) from None
+        if names and all(n.endswith(".npy") for n in names):
+            raise LipoptError(
+                f"{src}: cannot be read by torch: it is a numpy .npz archive; rename it to .npz"
+            )
+        return
+    if head[257:262] == b"ustar":  # the pre-0.4 tar format, left to torch.load
+        return
+    if head[:1] != b"\x80":  # legacy torch.save files are pickles (protocol ≥ 2)
+        raise LipoptError(
+            f"{src}: cannot be read by torch: not a PyTorch file (neither a torch.save zip archive "
+            f"nor a pickle; it holds {_content_kind(head)}); {_TORCH_HINT}"
+        )
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -1038,12 +1217,27 @@ def from_onnx(
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         src = str(path)
-        if not path.is_file():
-            raise LipoptError(f"{src}: no such file")
+        head = _read_head(path, _ONNX_HINT)
+        kind = _content_kind(head)
+        if kind in ("a zip archive", "a single numpy .npy array", "a Python pickle", "text"):
+            raise LipoptError(
+                f"{src}: not a valid ONNX file: it holds {kind}, not ONNX protobuf; {_ONNX_HINT}"
+            )
         try:
             model = onnx.load(str(path))
-        except Exception as err:  # protobuf DecodeError and friends
-            raise LipoptError(f"{src}: not a valid ONNX file ({_first_line(err)})") from None
+        except OSError as err:  # e.g. missing external data files
+            raise LipoptError(
+                f"{src}: cannot read the model or its external data ({_first_line(err)})"
+            ) from None
+        except Exception:  # protobuf DecodeError and friends
+            raise LipoptError(
+                f"{src}: not a valid ONNX file (the protobuf cannot be parsed: the file is truncated, "
+                f"damaged or not ONNX); {_ONNX_HINT}"
+            ) from None
+        if not model.HasField("graph") or not model.graph.node:
+            raise LipoptError(
+                f"{src}: not a valid ONNX file: it parses but holds no graph nodes; {_ONNX_HINT}"
+            )
         default_name = path.stem
     elif isinstance(model, onnx.ModelProto):
         src = f"onnx model {model.graph.name or '(unnamed)'}"

@@ -395,15 +395,26 @@ def plot_results(results_csv: str | os.PathLike, out_dir: str | os.PathLike = "p
 
     Returns the paths written (see the module docstring for the list of figures).
     """
-    from .sweep import read_results
+    from .sweep import read_table
 
     fmts = _check_formats(formats)
-    rows = read_results(results_csv)
-    if not rows:
-        raise LipoptError(f"{results_csv}: the results table has no rows")
-    missing = [c for c in ("network", "norm", "radius", "method", "value") if c not in rows[0]]
+    header, rows = read_table(results_csv)
+    if not header:
+        raise LipoptError(
+            f"{results_csv}: the file is empty, not a lipopt sweep table; give the RESULTS.csv "
+            "written by lipopt sweep"
+        )
+    # the columns first: a foreign CSV is "not a sweep table" even when it has no rows
+    missing = [c for c in ("network", "norm", "radius", "method", "value") if c not in header]
     if missing:
-        raise LipoptError(f"{results_csv}: not a lipopt sweep table (no column {missing[0]!r})")
+        raise LipoptError(
+            f"{results_csv}: not a lipopt sweep table (no column {missing[0]!r}); give the "
+            "RESULTS.csv written by lipopt sweep"
+        )
+    if not rows:
+        raise LipoptError(
+            f"{results_csv}: the results table has no rows; run (or resume) the sweep first"
+        )
     paths = plot_bounds(rows, out_dir, fmts)
     paths += plot_times(rows, out_dir, fmts)
     paths += plot_tightness(rows, out_dir, fmts)

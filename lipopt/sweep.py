@@ -42,6 +42,10 @@ object); one row per network × norm × radius × method × degree, with the col
 resumed by running it again: rows whose key (:data:`KEY_COLUMNS`: network id, norm, radius,
 method, degree) is already in the CSV are skipped. To redo rows (e.g. errors), delete them from
 the CSV. The key does not include the target: use a new output file when changing ``output``.
+The files (and their directory) are created with the first finished task, so a sweep that fails
+before any result leaves nothing behind. A last row cut off by a killed sweep (fewer cells than
+the header, or no final line break and an incomplete ``timestamp``) is dropped with a warning on
+resume and recomputed; :func:`read_results` refuses such a table (run the sweep again first).
 
 **Columns.** ``value`` is the bound (a certified upper bound iff ``certified``; for the
 ``lower`` method the lower bound, ``bound_type = "lower"``); ``lower_bound`` and ``naive_bound``
@@ -71,6 +75,7 @@ import functools
 import glob
 import hashlib
 import importlib.metadata
+import io
 import json
 import math
 import os
@@ -78,6 +83,7 @@ import platform
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -96,14 +102,17 @@ __all__ = [
     "KEY_COLUMNS",
     "NetworkEntry",
     "RunSettings",
+    "SOLVER_SECTIONS",
     "SweepSpec",
     "SweepSummary",
     "Task",
+    "check_solver_options",
     "environment_info",
     "load_spec",
     "network_hash",
     "parse_spec",
     "read_results",
+    "read_table",
     "row_key",
     "run_sweep",
     "run_task",
@@ -309,6 +318,11 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except OSError as e:
         raise LipoptError(f"cannot read the sweep spec {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise LipoptError(
+            f"{path}: not a UTF-8 text file; a sweep spec is TOML text (save it as UTF-8), see "
+            "examples/sweep_small.toml"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise LipoptError(f"{path}: invalid TOML: {e}") from None
 
@@ -323,6 +337,8 @@ def load_spec(spec: str | os.PathLike | Mapping[str, Any], base_dir: str | os.Pa
     if isinstance(spec, Mapping):
         return parse_spec(spec, Path(base_dir) if base_dir is not None else Path.cwd())
     path = Path(spec)
+    if path.is_dir():
+        raise LipoptError(f"sweep spec {path} is a directory, not a file; give a .toml file")
     if not path.is_file():
         raise LipoptError(f"sweep spec {path}: no such file")
     data = _read_toml(path)
@@ -461,6 +477,96 @@ def _generated_entries(table: Mapping) -> list[NetworkEntry]:
     return entries
 
 
+#: ``[run.options.X]`` sections: the keyword options of each pipeline (see ``bounds.bound_chain``)
+SOLVER_SECTIONS = ("lp", "sdp", "sdp-ball", "lipsdp")
+#: value checks of option keys, whatever the section: (kind, minimum)
+_OPTION_VALUES: dict[str, tuple[str, float | None]] = {
+    "time_limit": ("number", 0.0), "max_bytes": ("number", 0.0), "tol": ("number", 0.0),
+    "threads": ("int", 0), "seed": ("int", 0), "lagrangian_rounds": ("int", 0),
+    "max_iter": ("int", 1), "max_block": ("int", 1), "psd_order": ("int", 1), "lp_level": ("int", 1),
+    "blas_threads_limit": ("int", 1),
+    "project": ("bool", None), "sparse": ("bool", None), "verbose": ("bool", None),
+    "reduce_input": ("bool", None),
+    "solver": ("str", None),
+}
+
+
+def _keyword_names(fn: Callable) -> list[str]:
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _option_choices() -> dict[tuple[str, str], tuple[str, ...]]:
+    """Allowed values of the string options, from the modules that define them."""
+    from .graph import CLIQUE_METHODS
+    from .hierarchy.lp import BASES
+    from .solvers.highs import METHODS as LP_ALGORITHMS
+
+    return {
+        ("lp", "method"): tuple(LP_ALGORITHMS),
+        ("lp", "basis"): tuple(BASES),
+        ("lp", "clique_method"): tuple(CLIQUE_METHODS),
+        ("sdp", "shor_solver"): ("auto", "mixing", "conic"),
+        ("sdp", "lp_solver"): ("auto", "conic", "lagrangian"),
+        ("sdp", "clique_method"): tuple(dict.fromkeys(("auto", "dense", *CLIQUE_METHODS))),
+    }
+
+
+def check_solver_options(options: Mapping[str, Any]) -> None:
+    """Validate ``[run.options]``: section names, the keys of ``lp`` and ``sdp`` (the keyword
+    arguments of ``lp_bound`` / ``sdp_bound``) and the values of known keys, so that a typo fails
+    at once instead of turning every row of the sweep into an error row (that a rerun would
+    then skip).
+
+    Raises:
+        LipoptError: naming the section, the key and the allowed values.
+    """
+    for section, table in options.items():
+        if section not in SOLVER_SECTIONS:
+            raise LipoptError(
+                f"unknown solver section [run.options.{section}]; choose from "
+                f"{', '.join(SOLVER_SECTIONS)} (sections are named after the methods)"
+            )
+        if not isinstance(table, Mapping):
+            raise LipoptError(f"[run.options.{section}] must be a table of key = value, got {table!r}")
+    if not any(options.values()):
+        return
+    from .solvers.lp_pipeline import lp_bound
+    from .solvers.sdp_pipeline import sdp_bound
+
+    for section, fn in (("lp", lp_bound), ("sdp", sdp_bound)):
+        allowed = [k for k in _keyword_names(fn) if k != "with_lp"]
+        for key in options.get(section, {}):
+            if key not in allowed:
+                raise LipoptError(
+                    f"unknown key {key!r} in [run.options.{section}]; allowed: {', '.join(allowed)}"
+                )
+    choices = _option_choices()
+    for section, table in options.items():
+        for key, value in table.items():
+            where = f"[run.options.{section}] {key}"
+            allowed_values = choices.get((section, key))
+            if allowed_values is not None and value not in allowed_values:
+                raise LipoptError(f"{where} = {value!r}; choose from {', '.join(allowed_values)}")
+            kind, minimum = _OPTION_VALUES.get(key, ("any", None))
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < (minimum or 0)):
+                raise LipoptError(f"{where} must be an integer >= {int(minimum or 0)}, got {value!r}")
+            if kind == "number" and not (is_number and math.isfinite(value) and value > (minimum or 0)):
+                raise LipoptError(f"{where} must be a positive number, got {value!r}")
+            if kind == "bool" and not isinstance(value, bool):
+                raise LipoptError(f"{where} must be true or false, got {value!r}")
+            if kind == "str" and not isinstance(value, str):
+                raise LipoptError(f"{where} must be a string, got {value!r}")
+    lp = options.get("lp", {})
+    if lp.get("project") is True and lp.get("basis") == "krivine":
+        raise LipoptError("[run.options.lp] project = true applies to the Sherali–Adams basis only, "
+                          "not basis = \"krivine\"")
+
+
 def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSpec:
     """Validate a spec mapping (the parsed TOML) and build its networks.
 
@@ -536,6 +642,11 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
         if not isinstance(margin, list) or len(margin) != 2:
             raise LipoptError(f"run.margin must be two output indices [i, j], got {margin!r}")
         margin = (_int(margin[0], "run.margin", 0), _int(margin[1], "run.margin", 0))
+        if margin[0] == margin[1]:
+            raise LipoptError(
+                f"run.margin needs two different outputs, got {list(margin)} (the margin "
+                "f_i − f_i is 0); e.g. margin = [0, 1]"
+            )
     for e in entries:
         m = e.network.output_dim
         for i in ([output] if output is not None else list(margin or [])):
@@ -548,6 +659,7 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
     options = run_t.get("options", {})
     if not isinstance(options, Mapping):
         raise LipoptError("[run.options] must be a table, e.g. [run.options.lp]")
+    check_solver_options(options)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise LipoptError("description must be a string")
@@ -758,51 +870,206 @@ def _parse_cell(column: str, text: str) -> Any:
     return text
 
 
-def read_results(path: str | os.PathLike, raw: bool = False) -> list[dict[str, Any]]:
-    """Rows of a results CSV; typed (floats, ints, bools, ``size`` dict, ``None`` for empty)
-    unless ``raw``."""
-    p = Path(path)
+_TABLE_HINT = "give the RESULTS.csv written by lipopt sweep"
+
+
+@dataclass
+class _RawTable:
+    """A CSV file as read: header, rows (lists of cells), their line numbers, and whether the
+    file ends with a line break (the writer ends every row with one)."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]
+    terminated: bool
+
+    def malformed_row(self) -> int | None:
+        """Index of the first row (other than the last) whose cell count differs from the
+        header's, or of a last row with too many cells."""
+        n = len(self.header)
+        for i, row in enumerate(self.rows):
+            if len(row) != n and (i < len(self.rows) - 1 or len(row) > n):
+                return i
+        return None
+
+    def last_row_truncated(self) -> bool:
+        """Whether the last row was cut off (e.g. a sweep killed while writing it): fewer cells
+        than the header, or no final line break and an incomplete ``timestamp`` (the last
+        column lipopt writes, always with a time zone)."""
+        if not self.rows:
+            return False
+        last = self.rows[-1]
+        if len(last) < len(self.header):
+            return True
+        if self.terminated or "timestamp" not in self.header:
+            return False
+        stamp = last[self.header.index("timestamp")]
+        try:
+            return datetime.fromisoformat(stamp).tzinfo is None
+        except ValueError:
+            return True
+
+    def check(self) -> None:
+        """Refuse a damaged table (a malformed row, or a truncated last row)."""
+        bad = self.malformed_row()
+        if bad is not None:
+            raise LipoptError(
+                f"{self.path}: line {self.lines[bad]} has {len(self.rows[bad])} cells but the header "
+                f"has {len(self.header)} columns; the table is damaged: fix or delete that line"
+            )
+        if self.last_row_truncated():
+            raise LipoptError(
+                f"{self.path}: the last row (line {self.lines[-1]}) is truncated (the sweep was "
+                "probably stopped while writing it); rerun the same lipopt sweep command to "
+                "recompute it (resuming drops the incomplete row), or delete that line"
+            )
+
+    def dicts(self) -> list[dict[str, str]]:
+        return [dict(zip(self.header, row, strict=False)) for row in self.rows]
+
+
+def _scan_table(p: Path) -> _RawTable:
+    """Read a CSV file without interpreting it (blank lines are skipped, as by csv.DictReader)."""
+    if p.is_dir():
+        raise LipoptError(f"results table {p} is a directory, not a file; {_TABLE_HINT}")
     if not p.is_file():
         raise LipoptError(f"results table {p}: no such file")
-    with p.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise LipoptError(f"{p} is not a readable CSV table (not UTF-8 text); {_TABLE_HINT}") from None
+    except OSError as e:
+        raise LipoptError(f"results table {p}: cannot be read ({e.strerror or e})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            if row:
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise LipoptError(
+            f"{p} is not a readable CSV table (line {reader.line_num}: {e}); {_TABLE_HINT}"
+        ) from None
+    header = rows.pop(0) if rows else []
+    if lines:
+        lines.pop(0)
+    return _RawTable(p, header, rows, lines, text.endswith(("\n", "\r")))
+
+
+def read_table(path: str | os.PathLike, raw: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and the rows of a results CSV (see :func:`read_results`)."""
+    table = _scan_table(Path(path))
+    table.check()
+    rows = table.dicts()
     if raw:
-        return rows
-    return [{k: _parse_cell(k, v or "") for k, v in r.items() if k is not None} for r in rows]
+        return table.header, rows
+    return table.header, [{k: _parse_cell(k, v or "") for k, v in r.items()} for r in rows]
+
+
+def read_results(path: str | os.PathLike, raw: bool = False) -> list[dict[str, Any]]:
+    """Rows of a results CSV; typed (floats, ints, bools, ``size`` dict, ``None`` for empty)
+    unless ``raw``.
+
+    Raises:
+        LipoptError: for a missing or unreadable file (not UTF-8, bad CSV), a row whose cell
+            count differs from the header's, or a truncated last row (a sweep stopped while
+            writing it: rerunning the sweep drops and recomputes it, see :func:`run_sweep`).
+    """
+    return read_table(path, raw)[1]
 
 
 def _jsonl_path(csv_path: Path) -> Path:
     return csv_path.with_suffix(".jsonl")
 
 
+def _check_output_location(csv_path: Path) -> None:
+    """Fail before any work if the table cannot be created (nothing is created here)."""
+    if csv_path.is_dir():
+        raise LipoptError(f"the output table {csv_path} is a directory; give a .csv file path")
+    parent = csv_path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise LipoptError(f"cannot create {csv_path}: {parent} is a file, not a directory; "
+                          "choose another output path")
+    if not os.access(parent, os.W_OK | os.X_OK) and not csv_path.exists():
+        raise LipoptError(f"cannot create {csv_path}: no write permission in {parent}")
+    if csv_path.exists() and not os.access(csv_path, os.W_OK):
+        raise LipoptError(f"cannot append to {csv_path}: the file is not writable")
+
+
+def _replace_text(path: Path, write: Callable[[Any], None]) -> None:
+    """Rewrite ``path`` atomically (a temporary file beside it, then ``os.replace``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _prepare_output(csv_path: Path) -> set[tuple[str, ...]]:
     """Keys already in the CSV; rewrites an old-header CSV and prunes the JSON lines so both
-    hold the same rows."""
+    hold the same rows.
+
+    A truncated last row (a sweep killed while writing it) is dropped with a warning, so that
+    it is recomputed; any other malformed row is refused. Creates nothing: a missing or empty
+    CSV gives no keys (the writer creates the files with the first row).
+    """
     done: set[tuple[str, ...]] = set()
     if not csv_path.exists() or csv_path.stat().st_size == 0:
-        if _jsonl_path(csv_path).exists():
-            _jsonl_path(csv_path).unlink()
         return done
-    with csv_path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
+    try:
+        table = _scan_table(csv_path)
+    except LipoptError as e:
+        raise LipoptError(f"{e}; or choose another --out") from None
+    if not table.header:  # only blank lines
+        return done
+    header = table.header
     missing = [c for c in KEY_COLUMNS if c not in header]
     if missing:
         raise LipoptError(f"{csv_path} is not a lipopt sweep table (no column {missing[0]!r}); "
                           "choose another --out")
+    bad = table.malformed_row()
+    if bad is not None:
+        raise LipoptError(
+            f"{csv_path}: line {table.lines[bad]} has {len(table.rows[bad])} cells but the header "
+            f"has {len(header)} columns; the table is damaged: fix or delete that line, or "
+            "choose another --out"
+        )
+    dropped = table.last_row_truncated()
+    if dropped:
+        warnings.warn(
+            f"{csv_path}: dropped the truncated last row (line {table.lines[-1]}, left by an "
+            "interrupted sweep); it is recomputed",
+            stacklevel=3,
+        )
+        table.rows.pop()
+        table.lines.pop()
+    rows = table.dicts()
     for r in rows:
         done.add(row_key(r["network"], r["norm"], r["radius"], r["method"], r["degree"]))
-    if header != list(COLUMNS):  # written by another version: rewrite with today's columns
+    if header != list(COLUMNS) or dropped or not table.terminated:
+        # another version's columns, a dropped row, or no final line break (a row appended
+        # now would be glued to the last one): rewrite with today's columns
         extra = [c for c in header if c not in COLUMNS]
-        with csv_path.open("w", newline="") as fh:
+
+        def write(fh: Any) -> None:
             w = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra], extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
+
+        _replace_text(csv_path, write)
     jl = _jsonl_path(csv_path)
     if jl.exists():
         kept: dict[tuple[str, ...], str] = {}
-        with jl.open() as fh:
+        with jl.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
                     r = json.loads(line)
@@ -811,28 +1078,47 @@ def _prepare_output(csv_path: Path) -> set[tuple[str, ...]]:
                     continue
                 if k in done:
                     kept[k] = line if line.endswith("\n") else line + "\n"
-        with jl.open("w") as fh:
-            fh.writelines(kept.values())
+        _replace_text(jl, lambda fh: fh.writelines(kept.values()))
     return done
 
 
 class _Writer:
-    """Appends rows to the CSV and the JSON lines file, flushing after every task."""
+    """Appends rows to the CSV and the JSON lines file, flushing after every task.
+
+    The files (and the output directory) are created with the first row, so a sweep that
+    fails before any result leaves nothing behind; an existing table is appended to.
+    """
 
     def __init__(self, csv_path: Path) -> None:
-        new = not csv_path.exists() or csv_path.stat().st_size == 0
-        header = list(COLUMNS)
-        if not new:
-            with csv_path.open(newline="") as fh:
-                header = next(csv.reader(fh), header)
-        self._csv = csv_path.open("a", newline="")
-        self._jsonl = _jsonl_path(csv_path).open("a")
+        self.path = csv_path
+        self._csv: Any = None
+        self._jsonl: Any = None
+        self._writer: csv.DictWriter | None = None
+        self.rows = 0
+
+    def _open(self) -> csv.DictWriter:
+        path = self.path
+        header: list[str] = []
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as fh:
+                header = next((row for row in csv.reader(fh) if row), [])
+        new = not header  # missing, empty or blank: start the table
+        header = header or list(COLUMNS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a new table starts a new JSON lines file (a stale one is overwritten)
+        self._csv = path.open("w" if new else "a", newline="", encoding="utf-8")
+        self._jsonl = _jsonl_path(path).open("w" if new else "a", encoding="utf-8")
         self._writer = csv.DictWriter(self._csv, fieldnames=header, extrasaction="ignore")
         if new:
             self._writer.writeheader()
-        self.rows = 0
+        return self._writer
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None
         for r in rows:
             self._writer.writerow({c: _csv_cell(r.get(c)) for c in COLUMNS})
             self._jsonl.write(json.dumps(_json_row(r), default=_json_default) + "\n")
@@ -841,8 +1127,9 @@ class _Writer:
         self.rows += len(rows)
 
     def close(self) -> None:
-        self._csv.close()
-        self._jsonl.close()
+        for fh in (self._csv, self._jsonl):
+            if fh is not None:
+                fh.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -972,7 +1259,7 @@ def run_sweep(
     csv_path = Path(out)
     if csv_path.suffix.lower() != ".csv":
         raise LipoptError(f"the output table must be a .csv file, got {csv_path}")
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    _check_output_location(csv_path)
     done = _prepare_output(csv_path)
 
     todo: list[Task] = []
