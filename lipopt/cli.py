@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import inspect
 import json
 import math
 import os
@@ -21,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +52,6 @@ LP_FLAGS = {
     "lp_cliques": "clique_method",
 }
 #: ``[run.options.X]`` sections of a sweep spec (the keyword options of each pipeline)
-SOLVER_SECTIONS = ("lp", "sdp", "sdp-ball", "lipsdp")
 
 MAIN_EPILOG = """\
 examples:
@@ -763,53 +761,6 @@ def cmd_graph(args) -> int:
     return 0
 
 
-def _keyword_names(fn) -> list[str]:
-    params = inspect.signature(fn).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def check_solver_options(options: dict, where: str = "[run.options]") -> None:
-    """Sections and LP/SDP keys of a sweep's ``[run.options]`` (so that a typo fails at once
-    instead of writing an error row per task that a rerun would then skip)."""
-    for section, table in options.items():
-        if section not in SOLVER_SECTIONS:
-            raise LipoptError(
-                f"{where}: unknown solver section [run.options.{section}]; "
-                f"choose from {', '.join(SOLVER_SECTIONS)}"
-            )
-        if not isinstance(table, dict):
-            raise LipoptError(f"{where}: [run.options.{section}] must be a table of key = value")
-    from .solvers.lp_pipeline import lp_bound
-    from .solvers.sdp_pipeline import sdp_bound
-
-    for section, fn in (("lp", lp_bound), ("sdp", sdp_bound)):
-        allowed = [k for k in _keyword_names(fn) if k != "with_lp"]
-        for key in options.get(section, {}):
-            if key not in allowed:
-                raise LipoptError(
-                    f"{where}: unknown key {key!r} in [run.options.{section}]; allowed: {', '.join(allowed)}"
-                )
-    lp = options.get("lp", {})
-    for key, choices in (("method", LP_ALGORITHMS), ("basis", LP_BASES), ("clique_method", LP_CLIQUES)):
-        if key in lp and lp[key] not in choices:
-            raise LipoptError(
-                f"{where}: [run.options.lp] {key} = {lp[key]!r}; choose from {', '.join(choices)}"
-            )
-    threads = lp.get("threads", 0)
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise LipoptError(f"{where}: [run.options.lp] threads must be an integer >= 0, got {threads!r}")
-    if "project" in lp and not isinstance(lp["project"], bool):
-        raise LipoptError(f"{where}: [run.options.lp] project must be true or false, got {lp['project']!r}")
-
-
-def _has_rows(path: Path, header_lines: int) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return sum(1 for line in fh if line.strip()) > header_lines
-    except OSError:
-        return True  # unreadable: leave it alone
-
-
 def cmd_sweep(args) -> int:
     from .sweep import load_spec, run_sweep
 
@@ -825,18 +776,7 @@ def cmd_sweep(args) -> int:
             raise LipoptError("--workers applies to --executor processes or dask")
     if args.scheduler and args.executor != "dask":
         raise LipoptError("--scheduler applies to --executor dask only; add --executor dask")
-    try:
-        parsed = load_spec(spec)
-    except UnicodeDecodeError:
-        raise LipoptError(f"{spec}: not a UTF-8 text file; a sweep spec is TOML text") from None
-    margin = parsed.run.margin
-    if margin is not None and len(margin) == 2 and margin[0] == margin[1]:
-        raise LipoptError(f"{spec}: run.margin needs two different outputs, got {list(margin)}")
-    check_solver_options(dict(parsed.run.options), str(spec))
-
-    jsonl = out.with_suffix(".jsonl")
-    fresh = [p for p in (out, jsonl) if not p.exists()]
-    created = _make_dirs(out.parent)
+    parsed = load_spec(spec)  # validates the spec, incl. [run.options] (sweep.check_solver_options)
     try:
         run_sweep(
             parsed,
@@ -846,14 +786,8 @@ def cmd_sweep(args) -> int:
             workers=args.workers,
             progress=not args.no_progress,
         )
-    except BaseException as e:
-        # no empty table left behind; rows already written stay (rerunning resumes)
-        if out in fresh and out.exists() and not _has_rows(out, 1):
-            out.unlink()
-            if jsonl in fresh and jsonl.exists() and not _has_rows(jsonl, 0):
-                jsonl.unlink()
-        _remove_empty_dirs(created)
-        if isinstance(e, KeyboardInterrupt) and out.exists():
+    except KeyboardInterrupt:
+        if out.exists():
             msg = f"lipopt: interrupted; the rows so far are in {out}: rerun the same command to resume"
             print(msg, file=sys.stderr)
             return 130
@@ -872,12 +806,7 @@ def cmd_plot(args) -> int:
     created = _make_dirs(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=".lipopt-plot-", dir=out_dir))
     try:
-        try:
-            paths = plot_results(results, tmp, formats=args.format or ["png", "pdf"])
-        except (UnicodeDecodeError, csv.Error):
-            raise LipoptError(
-                f"{results} is not a readable CSV table; give the RESULTS.csv written by lipopt sweep"
-            ) from None
+        paths = plot_results(results, tmp, formats=args.format or ["png", "pdf"])
         final = []
         for p in paths:
             dest = out_dir / Path(p).relative_to(tmp)
@@ -906,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    if not debug:  # warnings as one line each, like the errors
+        warnings.formatwarning = lambda message, *_a, **_k: f"lipopt: warning: {message}\n"
     try:
         return COMMANDS[args.command](args)
     except LipoptError as e:

@@ -217,6 +217,11 @@ def _validate_dense(layer: Dense, where: str) -> None:
     w = layer.weight
     if w.ndim != 2:
         raise LipoptError(f"{where}: weight must be a 2-D matrix, got shape {w.shape}")
+    if 0 in w.shape:
+        raise LipoptError(
+            f"{where}: weight has shape {w.shape}; a layer with no neurons or no inputs cuts the "
+            "output off from the input: give it at least one of each, or remove it"
+        )
     data = w.data if sp.issparse(w) else np.asarray(w)
     if not np.all(np.isfinite(data)):
         raise LipoptError(f"{where}: weight contains NaN or inf values")
