@@ -73,19 +73,34 @@ def _dual_norm(g: np.ndarray, norm: str) -> float:
 
 def _interior_lp(G: np.ndarray, g: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
                  tol: float) -> bool:
-    """Is ``{x : G x + g > 0}`` (∩ box) full-dimensional? Chebyshev-type LP ``max δ``."""
+    """Is ``{x : G x + g > 0}`` (∩ box) full-dimensional? Chebyshev-type LP ``max δ``.
+
+    With a box the problem is first mapped to ``[−1, 1]^n`` (``x = centre + half·y``) and every
+    row normalised, so ``δ`` is a radius relative to the box and ``tol`` compares with the LP
+    solver's tolerances on a well-scaled problem (a box of width 1e-8 is as reliable as one of
+    width 1)."""
     from scipy.optimize import linprog
 
+    if lo is not None:
+        centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        g = G @ centre + g
+        G = G * half[None, :]
     norms = np.linalg.norm(G, axis=1)
+    flat = norms <= 1e-300
+    if np.any(flat & (g <= 0)):
+        return False  # a constant row that is not > 0
+    G, g, norms = G[~flat], g[~flat], norms[~flat]
     n = G.shape[1]
-    A_ub = np.hstack([-G, norms[:, None]])
-    b_ub = g
+    if len(G) == 0:
+        return True
+    A_ub = np.hstack([-G / norms[:, None], np.ones((len(G), 1))])
+    b_ub = g / norms
     cost = np.zeros(n + 1)
     cost[-1] = -1.0
     if lo is None:
         bounds = [(None, None)] * n + [(None, 1.0)]
     else:
-        bounds = [(float(a), float(b)) for a, b in zip(lo, hi, strict=True)] + [(None, 1.0)]
+        bounds = [(-1.0, 1.0)] * n + [(None, 1.0)]
     res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
     return bool(res.status == 0 and -res.fun > tol)
 
@@ -104,6 +119,8 @@ def exact_lipschitz(
     ``norm`` is the input norm p (``"inf"``, ``"2"``, ``"1"``); ``q`` is its dual.
     """
     norm = parse_norm(norm)
+    if not net.is_chain:
+        raise LipoptError("exact_lipschitz enumerates plain feed-forward chains only, not residual blocks")
     acts = [layer.activation for layer in net.layers[:-1]]
     if any(not a.is_piecewise_linear for a in acts):
         raise LipoptError("exact_lipschitz needs piecewise-linear activations (relu, leaky_relu)")
@@ -145,7 +162,7 @@ def exact_lipschitz(
                 seen.add(tuple(row[:j].tolist()))
     weights = [layer.dense_weight() for layer in net.layers]
     biases = [np.asarray(layer.bias, dtype=float) for layer in net.layers]
-    tol = 1e-9
+    tol = 1e-9 if lo is None else 1e-7  # Chebyshev radius; relative to the box (see _interior_lp)
     best = -np.inf
 
     def rec(l: int, j: int, M: np.ndarray, m: np.ndarray, slopes: list[float],

@@ -389,8 +389,8 @@ def _lipsdp_neuron(
             warnings.simplefilter("ignore")
             try:
                 prob.solve(solver=name, verbose=verbose, **opts)
-            except cp.error.SolverError as exc:
-                errors.append(f"{name}: {exc}")
+            except (cp.error.SolverError, ArithmeticError) as exc:  # e.g. CVXOPT's ZeroDivisionError
+                errors.append(f"{name}: {exc or type(exc).__name__}")
                 continue
         if rho.value is not None:
             break

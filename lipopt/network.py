@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
-from .floats import EPS
+from .floats import EPS, TINY
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -27,7 +27,29 @@ ACTIVATIONS = ("identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "soft
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    """``1/(1 + e^{−z})`` with a few ulps of *relative* error for every z (no ``1 − x`` cancellation
+    in the tails, where ``0.5(1 + tanh(z/2))`` loses all digits and rounds to 0)."""
+    z = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)
+
+
+def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
+    """``σ(z)(1 − σ(z)) = e^{−|z|}/(1 + e^{−|z|})²`` (relative error a few ulps)."""
+    e = np.exp(-np.abs(np.asarray(z, dtype=float)))
+    return e / (1.0 + e) ** 2
+
+
+def _tanh_derivative(z: np.ndarray) -> np.ndarray:
+    """``1 − tanh²(z) = 4e^{−2|z|}/(1 + e^{−2|z|})²`` (relative error a few ulps; ``1 − tanh²``
+    cancels to 0 for ``|z| ≳ 19``)."""
+    e = np.exp(-2.0 * np.abs(np.asarray(z, dtype=float)))
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+#: Relative error bound of the smooth derivative formulas above (exp, one add, a square and a
+#: division: < 8 roundings of ≤ eps/2 each, plus exp's ≤ 1 ulp), with a wide safety factor.
+_DERIVATIVE_REL_ERROR = 64 * EPS
 
 
 @dataclass(frozen=True)
@@ -81,10 +103,9 @@ class Activation:
         if n == "elu":
             return np.where(z > 0, 1.0, a * np.exp(np.minimum(z, 0.0)))
         if n == "tanh":
-            return 1.0 - np.tanh(z) ** 2
+            return _tanh_derivative(z)
         if n == "sigmoid":
-            s = _sigmoid(z)
-            return s * (1.0 - s)
+            return _sigmoid_derivative(z)
         return _sigmoid(z)  # softplus
 
     def derivative_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +114,9 @@ class Activation:
         (Leaky) ReLU: ``[α, 1]`` if ``lo < 0 < hi``; ``1`` if ``lo ≥ 0``; ``α`` if ``hi ≤ 0``
         (and ``[α, 1]`` for the degenerate interval ``{0}``).
         tanh/sigmoid: σ' is unimodal with its peak at 0. elu/softplus: σ' is non-decreasing.
-        Infinite endpoints (global bounds) are allowed.
+        Infinite endpoints (global bounds) are allowed. The smooth σ' values are computed with a
+        few ulps of relative error and rounded outward (``× (1 ∓ 64·eps)``, and ``+ 64·2⁻¹⁰⁷⁴`` on
+        the upper end), so an underflowing tail never reads as a dead neuron (upper end 0).
         """
         lo = np.asarray(lo, dtype=float)
         hi = np.asarray(hi, dtype=float)
@@ -111,17 +134,32 @@ class Activation:
                 d_lo = np.nan_to_num(self.derivative(lo), nan=0.0)
                 d_hi = np.nan_to_num(self.derivative(hi), nan=0.0)
             peak = self.derivative(np.clip(0.0, lo, hi))
-            return np.minimum(d_lo, d_hi), peak
+            return _outward(np.minimum(d_lo, d_hi), peak, hi_exact=(lo <= 0) & (hi >= 0))  # σ'(0): 1, 1/4
         # elu, softplus: non-decreasing derivative
         d_lo = self.derivative(np.where(np.isfinite(lo), lo, -np.inf))
         d_hi = self.derivative(np.where(np.isfinite(hi), hi, np.inf))
-        return d_lo, d_hi
+        if n == "elu":  # the 1 on z > 0 is exact
+            return _outward(d_lo, d_hi, lo_exact=d_lo == 1.0, hi_exact=d_hi == 1.0)
+        return _outward(d_lo, d_hi)
 
     @property
     def slope_bounds(self) -> tuple[float, float]:
         """Global derivative range ``[inf σ', sup σ']``."""
         lo, hi = self.derivative_range(np.array([-np.inf]), np.array([np.inf]))
         return float(lo[0]), float(hi[0])
+
+
+def _outward(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    lo_exact: np.ndarray | bool = False,
+    hi_exact: np.ndarray | bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Round a computed derivative range outward (see :meth:`Activation.derivative_range`);
+    ends flagged exact are kept."""
+    lo_out = np.maximum(lo * (1.0 - _DERIVATIVE_REL_ERROR), 0.0)
+    hi_out = hi * (1.0 + _DERIVATIVE_REL_ERROR) + 64 * TINY
+    return np.where(lo_exact, lo, lo_out), np.where(hi_exact, hi, hi_out)
 
 
 IDENTITY = Activation("identity")

@@ -393,20 +393,11 @@ def gradient_polynomial(
     return Polynomial.from_terms(supports, terms.coef, n_vars)
 
 
-def _widen(lo: np.ndarray, hi: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Outward rounding of derivative ranges computed with transcendental functions."""
-    if exact:
-        return lo, hi
-    return lo - 8 * EPS * np.abs(lo), hi + 8 * EPS * np.abs(hi)
-
-
 def derivative_ranges(net: Network, domain: Domain | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[σ'_lo, σ'_hi]`` per hidden neuron over the domain: CROWN pre-activation bounds, then
+    :meth:`~lipopt.network.Activation.derivative_range` (rounded outward for smooth σ)."""
     box = None if domain is None else (domain.lo, domain.hi)
-    ranges = hidden_derivative_ranges(net, box)
-    return [
-        _widen(lo, hi, site.activation.is_piecewise_linear)
-        for (lo, hi), site in zip(ranges, net.sites, strict=True)
-    ]
+    return hidden_derivative_ranges(net, box)
 
 
 def _binarize(poly: Polynomial, variables: VariableTable, label: str, extra_error: float = 0.0) -> BinaryPOP:
@@ -451,9 +442,9 @@ def build_problem(
         P = gradient_polynomial(net, c, max_paths, ranges)
         grads.append(P)
         # a path coefficient is a product of L+1 rounded weights: relative error (L+1)·eps
-        path_err = (net.depth + 2) * EPS * P.abs_coef_sum()
+        path_err = (net.depth + 2) * EPS * _box_abs_value(P, table)
         if norm == "inf":
-            pops.append(_binarize(P, table, label, path_err * _range_mass(table, net.depth + 1)))
+            pops.append(_binarize(P, table, label, path_err))
         else:
             pops.extend(
                 _coordinate_pops(P, table, n0, label, norm, path_err, net.depth, max_square_products)
@@ -469,9 +460,13 @@ def build_problem(
     )
 
 
-def _range_mass(table: VariableTable, degree: int) -> float:
-    """``max(1, max |v|)^degree``: turns a coefficient error into a value error on the box."""
-    return float(max(1.0, np.max(np.maximum(np.abs(table.lo), np.abs(table.hi)))) ** degree)
+def _box_abs_value(P: Polynomial, table: VariableTable) -> float:
+    """``2 Σ_k |c_k| Π_{i∈S_k} m_i`` with ``m_i = max(|lo_i|, |hi_i|)``: bounds ``Σ_k |c_k u^{S_k}|``
+    on the box (the factor 2 covers this evaluation's own rounding). A relative coefficient error
+    ``θ`` then moves ``P`` by at most ``θ`` times it anywhere on the box."""
+    m = np.maximum(np.abs(table.lo), np.abs(table.hi))
+    magnitude = Polynomial(P.supports, np.abs(P.coef), P.n_vars).evaluate(m[None, :])
+    return 2.0 * float(magnitude[0])
 
 
 def _split_by_input(P: Polynomial, n0: int) -> list[Polynomial]:
@@ -501,14 +496,13 @@ def _coordinate_pops(
     max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
 ) -> list[BinaryPOP]:
     parts = _split_by_input(P, n0)
-    scale = _range_mass(table, depth)
     if norm == "1":
         pops = []
         for i, Pi in enumerate(parts):
             if Pi.num_terms == 0:
                 continue
-            pops.append(_binarize(Pi, table, f"{label}, input {i}, +", path_err * scale))
-            pops.append(_binarize(-Pi, table, f"{label}, input {i}, −", path_err * scale))
+            pops.append(_binarize(Pi, table, f"{label}, input {i}, +", path_err))
+            pops.append(_binarize(-Pi, table, f"{label}, input {i}, −", path_err))
         return pops or [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
     # ℓ2: ‖G(s)‖² = Σ_i P_i(s)² after binarization (u² = u on the binary variables).
     binary = [_binarize(Pi, table, label) for Pi in parts if Pi.num_terms]
@@ -522,7 +516,7 @@ def _coordinate_pops(
             "--method lipsdp or sdp-ball, a local domain (--box, or --center with --eps), or "
             "a smaller network"
         )
-    return [_sum_of_squares(binary, table, label, path_err * scale)]
+    return [_sum_of_squares(binary, table, label, path_err)]
 
 
 def _sum_of_squares(parts: list[BinaryPOP], table: VariableTable, label: str, path_err: float) -> BinaryPOP:

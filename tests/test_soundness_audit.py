@@ -512,3 +512,82 @@ def test_inapplicable_methods_refuse_cleanly():
     tiny = Network.from_weights([np.ones((30, 1)), np.ones((1, 30))])
     with pytest.raises(LipoptError):
         bound_chain(tiny, "inf", ["exact-pop"], exact_max_vars=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions found by the audit (each failed before its fix)
+# ---------------------------------------------------------------------------------------------
+def _true_local_constant(name: str, w1: float, b1: float, w2: float, box: tuple[float, float]) -> float:
+    """sup |f'| of f = w2·σ(w1 x + b1) on the box, with 50-digit arithmetic (mpmath)."""
+    import mpmath as mp
+
+    mp.mp.dps = 50
+
+    def deriv(z):
+        if name == "tanh":
+            return mp.sech(z) ** 2
+        s = 1 / (1 + mp.exp(-z))
+        return s * (1 - s) if name == "sigmoid" else s
+
+    return float(max(abs(mp.mpf(w2) * w1) * deriv(mp.mpf(w1) * x + b1) for x in box))
+
+
+@pytest.mark.parametrize(
+    "name,b1,w2",
+    [("tanh", 19.0, 1e16), ("sigmoid", -40.0, 1e17), ("softplus", -40.0, 1e17),
+     ("tanh", 12.3, 1e10), ("sigmoid", -25.0, 1e10)],
+)
+def test_saturated_smooth_activations_are_not_pruned_or_rounded_down(name, b1, w2):
+    """σ' in the tails (1 − tanh² cancels to 0 for |z| ≳ 19) used to make every method certify 0."""
+    net = Network.from_weights([np.array([[1.0]]), np.array([[w2]])], [np.array([b1]), np.zeros(1)],
+                               activation=name)
+    box = (0.0, 0.01)
+    truth = _true_local_constant(name, 1.0, b1, w2, box)
+    chain = bound_chain(net, "inf", ["naive", "abs-product", "lp", "sdp", "exact-pop"],
+                        target=make_target(net, output=0), domain=make_domain(net, box=box))
+    for b in chain.bounds:
+        assert b.certified and b.value >= truth, (b.method, b.degree, b.value, truth)
+        assert b.value <= truth * (1 + 1e-9)  # and tight: no slack blown up by the 1e16 weights
+
+
+def test_lower_bound_is_a_secant_inside_the_box_at_a_kink():
+    """f = −relu(x) + relu(x + 5) is constant on [0, 1]; the gradient formula at the edge x = 0
+    belongs to the region outside the box and used to report 1."""
+    net = Network.from_weights([np.array([[1.0], [1.0]]), np.array([[-1.0, 1.0]])],
+                               [np.array([0.0, 5.0]), np.zeros(1)])
+    dom = make_domain(net, box=(0.0, 1.0))
+    for norm in ("inf", "2", "1"):
+        low = bound_chain(net, norm, ["lower"], target=make_target(net, output=0), domain=dom).lower_bound
+        assert low.value == 0.0
+
+
+@pytest.mark.parametrize("act", [Activation("leaky_relu", 1.0), Activation("identity")])
+def test_lipsdp_on_linear_activations(act):
+    net = Network.from_weights([np.array([[1.0], [2.0], [-1.0]]), np.array([[1.0, 1.0, 1.0]])],
+                               activation=act)
+    (b,) = bound_chain(net, "2", ["lipsdp"], target=make_target(net, output=0)).bounds
+    assert b.certified and 2.0 <= b.value <= 2.01
+
+
+def test_exact_lipschitz_on_a_tiny_box_and_refusing_residual_nets():
+    rng = np.random.default_rng(3)
+    net = Network.from_weights([1e-6 * rng.standard_normal((5, 2)), 1e-6 * rng.standard_normal((2, 5))],
+                               [1e-6 * rng.standard_normal(5), np.zeros(2)])
+    x0 = 1e-6 * rng.standard_normal(2)
+    dom = make_domain(net, center=x0, eps=1e-8)
+    c = np.array([1.0, -1.0])
+    z = net.pre_activations(np.vstack([dom.lo, dom.hi, x0]))[0]
+    if np.all(np.sign(z) == np.sign(z[0])):  # every neuron stable on the box: one linear region
+        grad = net.gradient(x0[None, :], c)[0]
+        assert exact_lipschitz(net, c, "2", dom) == pytest.approx(np.linalg.norm(grad), rel=1e-9)
+    res = Network((Residual((Dense(rng.standard_normal((3, 2)), rng.standard_normal(3), Activation("relu")),),
+                            None, rng.standard_normal((2, 3)), Activation("relu")),
+                   Dense(rng.standard_normal((1, 2)), np.zeros(1))))
+    with pytest.raises(LipoptError, match="residual"):
+        exact_lipschitz(res, np.ones(1), "inf")
+
+
+def test_unknown_sdp_ball_option_is_a_clear_error():
+    net = Network.from_weights([np.ones((3, 2)), np.ones((1, 3))])
+    with pytest.raises(LipoptError, match="unknown sdp-ball option 'bogus'"):
+        bound_chain(net, "2", ["sdp-ball"], options={"sdp-ball": {"bogus": 1}})
