@@ -447,7 +447,7 @@ def build_problem(
             pops.append(_binarize(P, table, label, path_err))
         else:
             pops.extend(
-                _coordinate_pops(P, table, n0, label, norm, path_err, net.depth, max_square_products)
+                _coordinate_pops(P, table, n0, label, norm, path_err, max_square_products)
             )
     return LipschitzProblem(
         norm,
@@ -492,7 +492,6 @@ def _coordinate_pops(
     label: str,
     norm: str,
     path_err: float,
-    depth: int,
     max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
 ) -> list[BinaryPOP]:
     parts = _split_by_input(P, n0)
