@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"2 cores; time limit {args.time_limit:g} s per relaxation, memory budget {args.max_memory:g} GB. "
         "`refused` = the relaxation's size estimate exceeded the budget (nothing was solved); "
-        "`lower` = largest gradient norm found at real points.",
+        "`lower` = best secant |f(b) − f(a)| / ‖b − a‖ between points of the domain (a true lower bound).",
         "",
         "| network | norm | domain | method | degree | bound | certified | status | time s | lower | ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
