@@ -60,9 +60,9 @@ def run_case(net, norm, domain, where, time_limit, max_memory) -> list[dict]:
         problem = build_problem(net, norm, target, domain)
         plan = relaxation_methods(problem, norm)
         n_vars = max(p.n_vars for p in problem.pops)
-    except LipoptError as e:
+    except LipoptError as e:  # the POP itself is refused; the network-level methods still run
         rows.append(_row(net, norm, where, "lp", None, None, False, f"refused: {e}", 0.0, lower))
-        return rows
+        plan, n_vars = [], None
     if norm == "2" and domain is None and net.is_chain:
         plan.append(("lipsdp", None))
     for method, degree in plan:
