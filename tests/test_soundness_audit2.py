@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 import pytest
+from test_soundness_audit import Q, vertex_max
+from test_soundness_audit import sampled_max as _sampled_max
 
 from lipopt.bounds import bound_chain
 from lipopt.conv import adaptive_avgpool2d_matrix, avgpool2d_matrix, conv2d_bias, conv2d_matrix, pad2d_matrix
@@ -28,7 +30,6 @@ from lipopt.exact import exact_lipschitz, exact_pop_max
 from lipopt.network import Activation, Dense, Network, Residual
 from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
 
-Q = {"inf": 1, "2": 2, "1": np.inf}
 NORMS = ("inf", "2", "1")
 REL, ABS = 1e-9, 1e-12
 FAST_METHODS = (("naive", None), ("abs-product", None), ("lp", None), ("sdp", [1]), ("sdp+lp", [2]),
@@ -36,35 +37,14 @@ FAST_METHODS = (("naive", None), ("abs-product", None), ("lp", None), ("sdp", [1
 LIMITS = {"lp": {"time_limit": 5.0}, "sdp": {"time_limit": 5.0}}
 
 
+def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, seed: int = 1) -> float:
+    """:func:`test_soundness_audit.sampled_max` with a smaller default sample (this file is slower)."""
+    return _sampled_max(net, target, norm, domain, n, seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # References
 # ---------------------------------------------------------------------------------------------
-def vertex_max(net: Network, target, norm: str, domain=None) -> float:
-    ranges = derivative_ranges(net, domain)
-    sizes = [len(lo) for lo, _ in ranges]
-    lo = np.concatenate([r[0] for r in ranges])
-    hi = np.concatenate([r[1] for r in ranges])
-    assert lo.size <= 14
-    best = 0.0
-    for bits in itertools.product((False, True), repeat=lo.size):
-        s = np.where(np.array(bits, dtype=bool), hi, lo)
-        slopes = [part[None, :] for part in np.split(s, np.cumsum(sizes)[:-1])]
-        for c in target.vectors:
-            g = net.backward(np.asarray(c, float)[None, :], slopes)[0]
-            best = max(best, float(np.linalg.norm(g, Q[norm])))
-    return best
-
-
-def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, seed: int = 1) -> float:
-    rng = np.random.default_rng(seed)
-    d = net.input_dim
-    if domain is None:
-        x = rng.standard_normal((n, d)) * np.repeat([0.1, 1.0, 10.0], n // 3 + 1)[:n, None]
-    else:
-        x = domain.lo + (domain.hi - domain.lo) * rng.random((n, d))
-    return max(float(np.linalg.norm(net.gradient(x, c), Q[norm], axis=1).max()) for c in target.vectors)
-
-
 def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, options=None):
     out = []
     for m, degs in methods:

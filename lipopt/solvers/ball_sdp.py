@@ -80,6 +80,7 @@ from ..errors import LipoptError
 from ..floats import EIG_ERROR_CONSTANT, EPS, TINY, round_up, round_up_array, safe_sum
 from ..network import Dense, Network
 from ..problems import Domain, Target, derivative_ranges, make_target
+from .conic import cvxpy_status
 from .sdp_pipeline import SDPResult
 
 __all__ = [
@@ -277,17 +278,7 @@ def _solve_conic(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prob.solve(solver=name, **opts)
-        st = prob.status
-        if st == cp.OPTIMAL:
-            status = "optimal"
-        elif st == cp.OPTIMAL_INACCURATE:
-            status = "inaccurate"
-        elif st == cp.USER_LIMIT:
-            wall = time.perf_counter() - t0
-            hit = time_limit is not None and wall >= 0.8 * time_limit
-            status = "time_limit" if hit else "iteration_limit"
-        else:
-            status = f"error: solver status {st}"
+        status = cvxpy_status(prob.status, time.perf_counter() - t0, time_limit)
     except cp.error.SolverError as exc:
         status = f"error: {exc}"
     lv, yv = lam.value, y.value

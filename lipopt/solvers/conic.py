@@ -133,6 +133,20 @@ def solver_time_limit_options(solver: str, time_limit: float | None) -> dict:
     return {}
 
 
+def cvxpy_status(status: str, wall: float, time_limit: float | None) -> str:
+    """lipopt's status for a cvxpy status: ``optimal``, ``inaccurate``, ``time_limit`` (a user
+    limit hit after ≥ 80% of ``time_limit``), ``iteration_limit`` or ``error: …``."""
+    import cvxpy as cp
+
+    if status == cp.OPTIMAL:
+        return "optimal"
+    if status == cp.OPTIMAL_INACCURATE:
+        return "inaccurate"
+    if status == cp.USER_LIMIT:
+        return "time_limit" if time_limit is not None and wall >= 0.8 * time_limit else "iteration_limit"
+    return f"error: solver status {status}"
+
+
 def _default_formulation(solver: str) -> str:
     # cvxpy hands CVXOPT the LMI form "Diag(y) − C ⪰ 0" with only n variables (its native 'sdp'
     # shape, O(n^4) per iteration); the primal form there carries n² variables (> 600 s at n=161).

@@ -76,6 +76,7 @@ from ..errors import LipoptError
 from ..floats import EIG_ERROR_CONSTANT, EPS, safe_sum
 from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, MomentRelaxation, build_moment_relaxation
 from ..polynomial import Polynomial
+from .conic import cvxpy_status
 
 __all__ = [
     "SDPResult",
@@ -339,15 +340,7 @@ def solve_moment_relaxation(
         return _ConicOutcome(f"error: {msg}", math.nan, [None] * n_psd, None, f"cvxpy/{name}", build, wall)
     wall = time.perf_counter() - t1
     compile_t = float(getattr(prob, "compilation_time", 0.0) or 0.0)
-    st = prob.status
-    if st == cp.OPTIMAL:
-        status = "optimal"
-    elif st == cp.OPTIMAL_INACCURATE:
-        status = "inaccurate"
-    elif st == cp.USER_LIMIT:
-        status = "time_limit" if time_limit is not None and wall >= 0.8 * time_limit else "iteration_limit"
-    else:
-        status = f"error: solver status {st}"
+    status = cvxpy_status(prob.status, wall, time_limit)
     Z = [None if con.dual_value is None else np.asarray(con.dual_value, float) for con in cons[:n_psd]]
     mu = None
     if len(cons) > n_psd and cons[n_psd].dual_value is not None:
