@@ -835,8 +835,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    if not debug:  # warnings as one line each, like the errors
+    previous = warnings.formatwarning
+    if not debug:  # warnings as one line each, like the errors (restored on return)
         warnings.formatwarning = lambda message, *_a, **_k: f"lipopt: warning: {message}\n"
+    try:
+        return _run(args, debug)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run(args, debug: bool) -> int:
+    """Run the subcommand; every failure becomes one line on stderr and an exit code."""
     try:
         return COMMANDS[args.command](args)
     except LipoptError as e:
