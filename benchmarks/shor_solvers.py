@@ -115,11 +115,15 @@ def _conic_worker(C: np.ndarray, solver: str, time_limit: float, queue: mp.Queue
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def run_conic(C: np.ndarray, solver: str, time_limit: float) -> tuple[ShorResult | None, str, float]:
-    """Solve in a child process, killed after ``time_limit + 30`` s. Returns (result, note, wall)."""
+def _run_child(worker, args: tuple, time_limit: float):
+    """Run ``worker(*args, queue)`` in a spawned child, killed after ``time_limit + 30`` s.
+
+    Returns ``(message, wall, exitcode)``: the child's ``(kind, payload)`` message, or ``None``
+    when it was killed (``exitcode`` None) or died without answering (its exit code).
+    """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_conic_worker, args=(C, solver, time_limit, queue))
+    proc = ctx.Process(target=worker, args=(*args, queue))
     t0 = time.perf_counter()
     proc.start()
     deadline = t0 + time_limit + 30.0
@@ -132,13 +136,21 @@ def run_conic(C: np.ndarray, solver: str, time_limit: float) -> tuple[ShorResult
             if not proc.is_alive():
                 break
     wall = time.perf_counter() - t0
-    if msg is None:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(10)
-            return None, f"killed after {wall:.0f} s (> time limit)", wall
-        return None, f"child exited with code {proc.exitcode} (out of memory?)", wall
+    if msg is None and proc.is_alive():
+        proc.terminate()
+        proc.join(10)
+        return None, wall, None
     proc.join(10)
+    return msg, wall, proc.exitcode
+
+
+def run_conic(C: np.ndarray, solver: str, time_limit: float) -> tuple[ShorResult | None, str, float]:
+    """Solve in a child process, killed after ``time_limit + 30`` s. Returns (result, note, wall)."""
+    msg, wall, exitcode = _run_child(_conic_worker, (C, solver, time_limit), time_limit)
+    if msg is None:
+        if exitcode is None:
+            return None, f"killed after {wall:.0f} s (> time limit)", wall
+        return None, f"child exited with code {exitcode} (out of memory?)", wall
     kind, payload = msg
     if kind == "error":
         return None, payload, wall
@@ -190,25 +202,9 @@ def _blocks_worker(n: int, w: int, solver: str, time_limit: float, queue: mp.Que
 
 
 def run_blocks(n: int, w: int, solver: str, time_limit: float) -> str:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_blocks_worker, args=(n, w, solver, time_limit, queue))
-    t0 = time.perf_counter()
-    proc.start()
-    msg = None
-    while time.perf_counter() < t0 + time_limit + 30:
-        try:
-            msg = queue.get(timeout=1.0)
-            break
-        except Exception:
-            if not proc.is_alive():
-                break
+    msg, _, _ = _run_child(_blocks_worker, (n, w, solver, time_limit), time_limit)
     if msg is None:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(10)
         return f"> {time_limit:.0f} s (killed)"
-    proc.join(10)
     kind, payload = msg
     if kind == "error":
         return f"failed ({payload})"

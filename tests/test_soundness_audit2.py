@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_soundness_audit import Q, vertex_max
+from test_soundness_audit import ABS, REL, Q, assert_above, vertex_max
 from test_soundness_audit import sampled_max as _sampled_max
 
 from lipopt.bounds import bound_chain
@@ -31,7 +31,6 @@ from lipopt.network import Activation, Dense, Network, Residual
 from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
 
 NORMS = ("inf", "2", "1")
-REL, ABS = 1e-9, 1e-12
 FAST_METHODS = (("naive", None), ("abs-product", None), ("lp", None), ("sdp", [1]), ("sdp+lp", [2]),
                 ("lipsdp", None), ("sdp-ball", None), ("exact-pop", None))
 LIMITS = {"lp": {"time_limit": 5.0}, "sdp": {"time_limit": 5.0}}
@@ -55,12 +54,6 @@ def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, optio
             continue
         out.extend(b for b in ch.bounds if b.certified)
     return out
-
-
-def assert_above(bounds, reference: float, what: str) -> None:
-    for b in bounds:
-        assert b.value >= reference * (1 - REL) - ABS, (
-            f"{b.method} degree {b.degree}: certified {b.value!r} < {what} {reference!r}")
 
 
 def chain_net(sizes, seed=0, activation="relu", scale=1.0) -> Network:

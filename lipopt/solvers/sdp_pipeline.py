@@ -76,7 +76,7 @@ from ..errors import LipoptError
 from ..floats import EIG_ERROR_CONSTANT, EPS, safe_sum
 from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, MomentRelaxation, build_moment_relaxation
 from ..polynomial import Polynomial
-from .conic import cvxpy_status
+from .conic import cvxpy_status, solver_time_limit_options
 
 __all__ = [
     "SDPResult",
@@ -182,25 +182,13 @@ def _conic_solver(name: str | None, relaxation: MomentRelaxation) -> str:
 
 
 def _solver_options(solver: str, time_limit: float | None, max_iter: int | None, verbose: bool) -> dict:
-    opts: dict = {"verbose": verbose}
-    if solver == "CLARABEL":
-        if time_limit is not None:
-            opts["time_limit"] = float(time_limit)
-        if max_iter is not None:
-            opts["max_iter"] = int(max_iter)
-    elif solver == "SCS":
-        if time_limit is not None:
-            opts["time_limit_secs"] = float(time_limit)
-        if max_iter is not None:
-            opts["max_iters"] = int(max_iter)
-        opts.setdefault("eps_abs", 1e-7)
-        opts.setdefault("eps_rel", 1e-7)
-    elif solver == "CVXOPT":
-        if max_iter is not None:
-            opts["max_iters"] = int(max_iter)
-    elif solver == "MOSEK":
-        if time_limit is not None:
-            opts["mosek_params"] = {"MSK_DPAR_OPTIMIZER_MAX_TIME": float(time_limit)}
+    opts: dict = {"verbose": verbose, **solver_time_limit_options(solver, time_limit)}
+    if max_iter is not None:
+        key = {"CLARABEL": "max_iter", "SCS": "max_iters", "CVXOPT": "max_iters"}.get(solver)
+        if key is not None:
+            opts[key] = int(max_iter)
+    if solver == "SCS":
+        opts.update(eps_abs=1e-7, eps_rel=1e-7)
     return opts
 
 
