@@ -1,0 +1,6 @@
+"""The built-in bound methods; importing this package registers them (see :mod:`lipopt.registry`).
+
+One module per family: :mod:`.baselines` (norm products, the lower-bound search).
+"""
+
+from . import baselines  # noqa: F401
