@@ -60,7 +60,8 @@ from ..errors import LipoptError
 
 __all__ = ["BlockRows", "LMIData", "SolveInfo", "initial_point", "solve_lmi"]
 
-#: fraction of the step to the boundary that is taken
+#: fraction of the step to the boundary of ``t, w ≥ 0`` that is taken (the matrix cones are
+#: kept inside by Cholesky tests on a geometric sequence of step lengths)
 STEP_FRACTION = 0.98
 
 
@@ -349,25 +350,21 @@ def _solve_scaled(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return (V @ ((V.T @ (rhs / d)) / w)) / d
 
 
-def _boundary_step(S: np.ndarray, dS: np.ndarray, Z: np.ndarray, dZ: np.ndarray, cap: float, refine: int) -> float:
-    """A step ``α ≤ cap`` with ``S + αΔS ≻ 0`` and ``Z + αΔZ ≻ 0``, found with Cholesky tests
-    (a factorisation costs a third of an eigenvalue solve): shrink by 0.6 until both factor,
-    then ``refine`` bisection steps towards the failing end."""
-    def ok(a: float) -> bool:
-        return _potrf(S + a * dS) is not None and _potrf(_sym(Z + a * dZ)) is not None
-
-    good, bad = cap, None
-    while not ok(good):
-        bad, good = good, good * 0.6
-        if good < 1e-10:
-            return 0.0
-    for _ in range(refine if bad is not None else 0):
-        mid = 0.5 * (good + bad)
-        if ok(mid):
-            good = mid
-        else:
-            bad = mid
-    return good
+def _feasible_step(
+    S: np.ndarray, dS: np.ndarray, Z: np.ndarray, dZ: np.ndarray, cap: float, shrink: float
+) -> tuple[float, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The first ``α = cap·shrinkᵏ`` with ``S + αΔS ≻ 0`` and ``Z + αΔZ ≻ 0`` (Cholesky tests;
+    a factorisation costs a fraction of an eigenvalue solve), with the factors and ``Z + αΔZ``."""
+    alpha = cap
+    while alpha > 1e-10:
+        RS = _potrf(S + alpha * dS)
+        if RS is not None:
+            Zn = _sym(Z + alpha * dZ)
+            RZ = _potrf(Zn)
+            if RZ is not None:
+                return alpha, RS, RZ, Zn
+        alpha *= shrink
+    return 0.0, None, None, None
 
 
 def _lin_step(x: np.ndarray, dx: np.ndarray) -> float:
@@ -458,7 +455,7 @@ def solve_lmi(
         g_u[1:] += 1.0 / st.t
         # predictor (σ = 0)
         dy, dS, dSU, dZ, dw = _direction(data, st, U, proj_u, M, -b, (-st.Z, -st.w))
-        alpha = _common_step(S, st, dy, dS, dZ, dw, 1.0, 0)
+        alpha = _feasible_step(S, dS, st.Z, dZ, _step_cap(st, dy, dw, 1.0), 0.5)[0]
         Zn, Sn = st.Z + alpha * dZ, S + alpha * dS
         mu_aff = (float(np.real(np.sum(Zn * Sn.conj()))) + float((st.w + alpha * dw) @ (st.t + alpha * dy[1:])))
         sigma = min(1.0, (max(mu_aff / data.nu, 0.0) / mu) ** 3)
@@ -471,12 +468,11 @@ def solve_lmi(
         rhs = sigma * mu * g_u - b - corr
         extra = (sigma * mu * U - st.Z - W2, sigma * mu / st.t - st.w - lin2)
         dy, dS, dSU, dZ, dw = _direction(data, st, U, proj_u, M, rhs, extra)
-        alpha = STEP_FRACTION * _common_step(S, st, dy, dS, dZ, dw, 1.0, 2)
-        new = _take_step(data, st, dy, dZ, dw, alpha)
-        if new is None:
+        alpha, RS, RZ, Zn = _feasible_step(S, dS, st.Z, dZ, _step_cap(st, dy, dw, STEP_FRACTION), 0.7)
+        if RS is None:
             info.status = "stalled"
             break
-        st = new
+        st = _State(st.rho + alpha * dy[0], st.t + alpha * dy[1:], Zn, st.w + alpha * dw, RS, RZ)
         U = _inverse(st.RS)
     info.iterations = it
     info.gap_estimate = data.nu * info.mu
@@ -484,22 +480,5 @@ def solve_lmi(
     return st.rho, st.t, info
 
 
-def _common_step(S: np.ndarray, st: _State, dy, dS, dZ, dw, frac: float, refine: int) -> float:
-    cap = min(1.0, frac * _lin_step(st.t, dy[1:]), frac * _lin_step(st.w, dw))
-    return _boundary_step(S, dS, st.Z, dZ, cap, refine)
-
-
-def _take_step(data: LMIData, st: _State, dy, dZ, dw, alpha: float) -> _State | None:
-    """Move by ``α`` (backtracking until both ``S`` and ``Z`` factor)."""
-    while alpha > 1e-10:
-        rho, t = st.rho + alpha * dy[0], st.t + alpha * dy[1:]
-        w = st.w + alpha * dw
-        if np.all(t > 0) and np.all(w > 0):
-            RS = _potrf(data.assemble(rho, t))
-            if RS is not None:
-                Z = _sym(st.Z + alpha * dZ)
-                RZ = _potrf(Z)
-                if RZ is not None:
-                    return _State(rho, t, Z, w, RS, RZ)
-        alpha *= 0.7
-    return None
+def _step_cap(st: _State, dy: np.ndarray, dw: np.ndarray, frac: float) -> float:
+    return min(1.0, frac * _lin_step(st.t, dy[1:]), frac * _lin_step(st.w, dw))
