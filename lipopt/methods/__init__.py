@@ -3,4 +3,4 @@
 One module per family: :mod:`.baselines` (norm products, the lower-bound search).
 """
 
-from . import baselines  # noqa: F401
+from . import baselines, lipsdp  # noqa: F401
