@@ -1,0 +1,242 @@
+"""ℓ2 at scale: the structured LipSDP solver side by side with today's interior-point route,
+ECLipsE, ECLipsE-Fast, the naive product, a lower bound and the published values.
+
+Usage (from the repository root, 2 cores)::
+
+    PYTHONPATH=$PWD python benchmarks/l2_scale.py [--ip-limit 300] [--quick]
+
+Writes ``benchmarks/results/l2_scale.md`` (and ``.csv``). Every network is measured in one run:
+ours (:func:`lipopt.lipsdp_chain.lipsdp_bound` through the ``lipsdp`` method), the cvxpy
+interior-point route (:func:`lipopt.lipsdp.lipsdp_neuron`) in a child process killed after
+``--ip-limit`` seconds, ECLipsE and ECLipsE-Fast (PyPI ``eclipse-nn``, benchmark-only extra
+``bench``; their values are solver estimates, not certified) in a child process with the same
+limit. The digits MLPs 64-128-128-10 and 64-256-256-256-10 are trained here with scikit-learn
+(``load_digits``, inputs /16, ``random_state=0``) because ``scripts/train_digits.py`` trains a
+fixed 64-32-32-10 shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import multiprocessing as mp
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lipopt.bounds import lower_bound, naive_bound  # noqa: E402
+from lipopt.loaders import load_network  # noqa: E402
+from lipopt.network import Network  # noqa: E402
+from lipopt.problems import make_target  # noqa: E402
+from lipopt.registry import Context, get_method, parse_options  # noqa: E402
+
+EXTERNAL = ROOT.parent / "shared" / "external"
+OUT = ROOT / "benchmarks" / "results" / "l2_scale"
+
+
+def _published() -> dict[tuple[str, str], float]:
+    """(file stem, quantity) → published value (LipSDP where known)."""
+    out: dict[tuple[str, str], float] = {}
+    with open(EXTERNAL / "glipsdp_scalability_results.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["family"] == "mlpchain" and row["width_or_channels"] == "64" and row["quantity"] == "LipSDP":
+                out[(f"glipsdp_mlpchain_W64_d{row['depth']}", "LipSDP")] = float(row["value"])
+    with open(EXTERNAL / "glipsdp_digits_results.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["quantity"] == "LipSDP-Neuron":
+                model, seed = row["model"], row["seed"]
+                stem = {
+                    "fnn2": f"glipsdp_fnn2_seed{seed}_64-32-10",
+                    "fnn3": f"glipsdp_fnn3_seed{seed}_64-32-32-10",
+                    "cnn2": f"glipsdp_cnn2_seed{seed}_conv8-fc10_fcperm",
+                    "cnn3": f"glipsdp_cnn3_seed{seed}_conv8-conv16-fc10_fcperm",
+                }[model]
+                out[(stem, "LipSDP")] = float(row["value"])
+    out[("glipsdp_convchain_CH16_d2_14x14", "LipSDP")] = 8.026805
+    out[("glipsdp_convchain_CH16_d8_14x14", "LipSDP")] = 177.6398
+    out[("exlipbab_wine_11-12-12-1", "LipSDP")] = 1.846913
+    out[("exlipbab_wine_11-12-12-1", "exact")] = 1.7433699967107172
+    out[("lipsdp_random_2-10-30-20-2", "LipSDP")] = 36.482
+    out[("eclipse_mnist_784-100-100-10", "ECLipsE-Fast")] = 18.7969
+    out[("eclipse_mnist_784-200-200-10", "ECLipsE-Fast")] = 19.6642
+    return out
+
+
+def train_digits(hidden: tuple[int, ...], seed: int = 0) -> Network:
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    clf = MLPClassifier(hidden_layer_sizes=hidden, activation="relu", random_state=seed, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(x / 16.0, y)
+    name = "digits_mlp_" + "-".join(map(str, (64, *hidden, 10)))
+    return Network.from_weights([w.T for w in clf.coefs_], clf.intercepts_, activation="relu", name=name)
+
+
+def _weights(net: Network, output: int | None) -> list[np.ndarray]:
+    ws = [layer.dense_weight() for layer in net.layers]
+    if output is not None:
+        ws[-1] = ws[-1][output : output + 1]
+    return ws
+
+
+def _child_ip(ws, q):
+    from lipopt.lipsdp import lipsdp_neuron
+
+    t0 = time.perf_counter()
+    r = lipsdp_neuron(ws)
+    q.put((r.certified_value if r.certified else math.inf, time.perf_counter() - t0, r.solver))
+
+
+def _child_eclipse(ws, fast, q):
+    import torch
+    from eclipse_nn import ECLipsE, ECLipsE_Fast
+
+    tw = [torch.tensor(w, dtype=torch.float64) for w in ws]
+    a, b = [0.0] * (len(ws) - 1), [1.0] * (len(ws) - 1)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = ECLipsE_Fast(tw, a, b) if fast else ECLipsE(tw, a, b)
+    if isinstance(v, tuple):
+        v = v[0]
+    q.put((math.nan if v is None else float(v), time.perf_counter() - t0, ""))
+
+
+def _in_child(fn, args, limit: float) -> tuple[float, float, str]:
+    """Run ``fn(*args, queue)`` in a child process; ``(nan, limit, 'timeout')`` if it is killed."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=fn, args=(*args, q))
+    t0 = time.perf_counter()
+    p.start()
+    p.join(limit)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        return math.nan, time.perf_counter() - t0, "timeout"
+    try:
+        return q.get(timeout=5)
+    except Exception:  # noqa: BLE001 - the child died (e.g. an exception)
+        return math.nan, time.perf_counter() - t0, "failed"
+
+
+def _ours(net: Network, output: int | None, time_limit: float) -> tuple[float, bool, float, str]:
+    target = make_target(net, output=output) if output is not None else make_target(net)
+    ctx = Context(net, "2", target, None, time_limit=time_limit)
+    t0 = time.perf_counter()
+    try:
+        r = get_method("lipsdp").run(ctx, None, parse_options("lipsdp", {}))
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        return math.inf, False, time.perf_counter() - t0, f"refused: {str(exc)[:80]}"
+    return r.value, r.certified, r.timings.total, r.status.value
+
+
+def networks(quick: bool) -> list[tuple[str, Network, int | None]]:
+    out: list[tuple[str, Network, int | None]] = []
+    out.append(("digits 64-128-128-10", train_digits((128, 128)), None))
+    out.append(("digits 64-256-256-256-10", train_digits((256, 256, 256)), None))
+    for stem in ["lipsdp_mnist_784-50-10", "eclipse_mnist_784-100-100-10", "eclipse_mnist_784-200-200-10",
+                 "lipsdp_random_2-10-30-20-2"]:
+        out.append((stem, load_network(EXTERNAL / f"{stem}.npz"), None))
+    for d in (2, 4, 8, 16):
+        stem = f"glipsdp_mlpchain_W64_d{d}"
+        out.append((stem, load_network(EXTERNAL / f"{stem}.npz"), None))
+    out.append(("exlipbab_wine_11-12-12-1", load_network(EXTERNAL / "exlipbab_wine_11-12-12-1.npz"), None))
+    seeds = range(1) if quick else range(5)
+    for s in seeds:
+        for stem in (f"glipsdp_fnn2_seed{s}_64-32-10", f"glipsdp_fnn3_seed{s}_64-32-32-10"):
+            out.append((stem, load_network(EXTERNAL / f"{stem}.npz"), 7))
+        for stem in (f"glipsdp_cnn2_seed{s}_conv8-fc10_fcperm", f"glipsdp_cnn3_seed{s}_conv8-conv16-fc10_fcperm"):
+            out.append((stem, load_network(EXTERNAL / f"{stem}.onnx"), 7))
+    return out
+
+
+def _fmt(x: float, digits: int = 7) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}g}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ip-limit", type=float, default=300.0)
+    ap.add_argument("--ours-limit", type=float, default=600.0)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="", help="substring filter on network names")
+    args = ap.parse_args()
+    import cvxpy  # noqa: F401  (imported before forking: the children's times exclude the import)
+    import torch  # noqa: F401
+
+    pub = _published()
+    rows = []
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    for name, net, output in networks(args.quick):
+        if args.only and args.only not in name:
+            continue
+        ws = _weights(net, output)
+        ours, cert, t_ours, status = _ours(net, output, args.ours_limit)
+        ip, t_ip, ip_note = _in_child(_child_ip, (ws,), args.ip_limit) if min(net.hidden_sizes) > 0 else (
+            math.nan, 0.0, "")
+        ef, t_ef, _ = _in_child(_child_eclipse, (ws, True), args.ip_limit)
+        ec, t_ec, ec_note = _in_child(_child_eclipse, (ws, False), args.ip_limit)
+        target = make_target(net, output=output) if output is not None else make_target(net)
+        naive = naive_bound(net, "2", target)
+        low = lower_bound(net, "2", target, None).value
+        published = pub.get((name, "LipSDP"), math.nan)
+        row = {
+            "network": name, "output": "" if output is None else output, "ours": ours, "certified": cert,
+            "ours_s": t_ours, "status": status, "ip": ip, "ip_s": t_ip, "ip_note": ip_note,
+            "eclipse": ec, "eclipse_s": t_ec, "eclipse_note": ec_note, "eclipse_fast": ef,
+            "naive": naive, "lower": low, "published_lipsdp": published,
+            "exact": pub.get((name, "exact"), math.nan),
+        }
+        rows.append(row)
+        print(" | ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+        _write(rows, args)
+
+
+def _write(rows: list[dict], args) -> None:
+    with open(OUT.with_suffix(".csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = [
+        "# ℓ2 at scale: structured LipSDP vs interior point, ECLipsE, published values",
+        "",
+        f"Generated by `benchmarks/l2_scale.py` (interior point and ECLipsE in child processes killed after "
+        f"{args.ip_limit:.0f} s; 2 shared cores, so compare the ratios measured in the same run). "
+        "Quantity: the ℓ2→ℓ2 constant of the network (its Jacobian's spectral norm) unless an output is "
+        "given (then the scalar output's ℓ2 constant, as in GLipSDP's digits comparison). `ours` is certified "
+        "by the block-Cholesky check; `ip` is today's `lipopt.lipsdp.lipsdp_neuron` (cvxpy, certified by its "
+        "eigenvalue check); ECLipsE/ECLipsE-Fast are `eclipse-nn` estimates (not certified).",
+        "",
+        "| network | out | ours | cert | ours s | ip | ip s | speed-up | ours/ip − 1 | ECLipsE-Fast | ECLipsE "
+        "| ECLipsE s | naive | lower | published LipSDP | ours/published − 1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ip_ok = math.isfinite(r["ip"])
+        speed = f"{r['ip_s'] / r['ours_s']:.1f}×" if ip_ok else (
+            f"> {r['ip_s'] / r['ours_s']:.1f}× ({r['ip_note']})" if r["ip_note"] else "—")
+        rel = f"{r['ours'] / r['ip'] - 1:+.2e}" if ip_ok else "—"
+        relp = f"{r['ours'] / r['published_lipsdp'] - 1:+.2e}" if math.isfinite(r["published_lipsdp"]) else "—"
+        lines.append(
+            f"| {r['network']} | {r['output']} | {_fmt(r['ours'], 8)} | {r['certified']} | {r['ours_s']:.2f} | "
+            f"{_fmt(r['ip'], 8)} | {r['ip_s']:.1f} | {speed} | {rel} | {_fmt(r['eclipse_fast'])} | "
+            f"{_fmt(r['eclipse'])}{' (' + r['eclipse_note'] + ')' if r['eclipse_note'] else ''} | "
+            f"{r['eclipse_s']:.1f} | {_fmt(r['naive'])} | {_fmt(r['lower'])} | {_fmt(r['published_lipsdp'], 8)} "
+            f"| {relp} |"
+        )
+    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
