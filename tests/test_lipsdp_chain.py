@@ -1,0 +1,176 @@
+"""Structured LipSDP (lipopt.lipsdp_chain): soundness against exact constants, agreement with the
+interior-point route, the float-safe certificate, per-neuron slopes, scaling, the method."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lipopt.errors import LipoptError
+from lipopt.exact import exact_lipschitz
+from lipopt.lipsdp import lipsdp_neuron
+from lipopt.lipsdp_certify import certify_chain
+from lipopt.lipsdp_chain import lipsdp_bound, prepare_chain
+from lipopt.network import Network
+from lipopt.problems import make_target
+from lipopt.registry import Context, get_method, parse_options
+from lipopt.solvers.lipsdp_chain import solve_lmi
+
+
+def _weights(sizes: list[int], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+
+
+def _jacobian_lower(Ws: list[np.ndarray], seed: int, n: int = 300) -> float:
+    """max over sampled inputs of ‖J(x)‖₂ (a lower bound on the ℓ2→ℓ2 constant)."""
+    rng = np.random.default_rng(seed)
+    best = 0.0
+    for _ in range(n):
+        h, J = rng.standard_normal(Ws[0].shape[1]), np.eye(Ws[0].shape[1])
+        for W in Ws[:-1]:
+            z = W @ h
+            J = (W * (z > 0)[:, None]) @ J
+            h = np.maximum(z, 0.0)
+        best = max(best, float(np.linalg.norm(Ws[-1] @ J, 2)))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_certified_value_is_above_the_exact_constant(seed):
+    sizes = [3, 5, 4, 1]
+    Ws = _weights(sizes, seed)
+    net = Network.from_weights(Ws, [0.3 * np.ones(n) for n in sizes[1:]], activation="relu")
+    exact = exact_lipschitz(net, np.ones(1), norm="2")
+    cert = lipsdp_bound(Ws)
+    assert cert.certified
+    assert cert.value >= exact * (1 - 1e-12)
+    assert cert.value <= np.prod([np.linalg.norm(W, 2) for W in Ws]) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("sizes", [[6, 12, 9, 3], [10, 8, 8, 8, 2], [30, 10, 4]])
+def test_matches_the_interior_point_optimum(sizes):
+    Ws = _weights(sizes, sum(sizes))
+    cert = lipsdp_bound(Ws)
+    ip = lipsdp_neuron(Ws)
+    assert cert.certified and ip.certified
+    # the same LMI optimum: ours within the IP's own accuracy, never below the sampled constant
+    assert abs(cert.value - ip.solver_value) <= 1e-6 * ip.solver_value
+    assert cert.value >= cert.solver_value
+    assert cert.value >= _jacobian_lower(Ws, 0)
+
+
+def test_infeasible_multipliers_are_not_certified():
+    Ws = _weights([6, 10, 8, 3], 3)
+    chain = prepare_chain(Ws)
+    data = chain.lmi_data(reduce_input=False)
+    rho, t, _ = solve_lmi(data)
+    per_layer = np.split(t, np.cumsum(chain.hidden_sizes)[:-1])
+    ok = certify_chain(chain.weights, chain.alpha, chain.beta, per_layer, rho)
+    assert ok.certified and ok.rho >= rho * (1 - 1e-12)
+    # last-layer multipliers far too small: S_LL = 2T − WᵀW is indefinite for every ρ
+    bad = [x.copy() for x in per_layer]
+    bad[-1] *= 1e-3
+    check = certify_chain(chain.weights, chain.alpha, chain.beta, bad, rho)
+    assert not check.certified and math.isinf(check.rho)
+    # negative multipliers are clipped to 0, which is not feasible either
+    neg = [x.copy() for x in per_layer]
+    neg[0] = -neg[0]
+    assert not certify_chain(chain.weights, chain.alpha, chain.beta, neg, rho).certified
+
+
+def test_rho_below_the_optimum_is_raised_not_accepted():
+    Ws = _weights([5, 7, 6, 2], 4)
+    chain = prepare_chain(Ws)
+    rho, t, _ = solve_lmi(chain.lmi_data())
+    per_layer = np.split(t, np.cumsum(chain.hidden_sizes)[:-1])
+    check = certify_chain(chain.weights, chain.alpha, chain.beta, per_layer, 0.5 * rho)
+    assert check.certified and check.rho >= rho * (1 - 1e-6)
+
+
+def test_power_of_two_scaling_is_exact():
+    Ws = _weights([8, 10, 10, 10, 3], 5)
+    base = lipsdp_bound(Ws).value
+    scaled = lipsdp_bound([W * 2.0**-20 for W in Ws]).value
+    assert scaled == pytest.approx(base * 2.0**-80, rel=1e-7)
+
+
+def test_dead_neurons_are_removed_exactly():
+    Ws = _weights([5, 8, 6, 2], 6)
+    lo = [np.zeros(8), np.zeros(6)]
+    hi = [np.ones(8), np.ones(6)]
+    hi[0][[1, 4]] = 0.0  # two dead neurons in the first hidden layer
+    with_dead = lipsdp_bound(Ws, lo, hi)
+    dropped = [Ws[0][[0, 2, 3, 5, 6, 7]], Ws[1][:, [0, 2, 3, 5, 6, 7]], Ws[2]]
+    assert with_dead.value == pytest.approx(lipsdp_bound(dropped).value, rel=1e-7)
+    all_dead = lipsdp_bound(Ws, [np.zeros(8), np.zeros(6)], [np.zeros(8), np.ones(6)])
+    assert all_dead.certified and all_dead.value == 0.0
+
+
+def test_fixed_slopes_tighten_towards_the_linear_map():
+    Ws = _weights([4, 6, 5, 2], 7)
+    free = lipsdp_bound(Ws).value
+    # every neuron active (slope exactly 1): the map is linear, its constant ‖W3 W2 W1‖₂
+    linear = np.linalg.norm(Ws[2] @ Ws[1] @ Ws[0], 2)
+    fixed = lipsdp_bound(Ws, 1.0, 1.0)
+    assert fixed.certified
+    assert linear * (1 - 1e-9) <= fixed.value <= linear * (1 + 1e-3)
+    assert fixed.value <= free
+    # a node of a branch and bound: one neuron fixed active, one dead
+    lo = [np.zeros(6), np.zeros(5)]
+    hi = [np.ones(6), np.ones(5)]
+    lo[0][0] = 1.0
+    hi[1][2] = 0.0
+    node = lipsdp_bound(Ws, lo, hi)
+    assert node.certified and node.value <= free * (1 + 1e-9)
+
+
+def test_sparse_weights_give_the_dense_value():
+    Ws = _weights([9, 7, 5, 2], 8)
+    dense = lipsdp_bound(Ws).value
+    sparse = lipsdp_bound([sp.csr_matrix(W) for W in Ws]).value
+    assert sparse == pytest.approx(dense, rel=1e-7)
+
+
+def test_bad_input_errors():
+    Ws = _weights([4, 5, 2], 9)
+    with pytest.raises(LipoptError, match="inputs"):
+        lipsdp_bound([Ws[0], Ws[1].T])
+    with pytest.raises(LipoptError, match="slope_lo > slope_hi"):
+        lipsdp_bound(Ws, 1.0, 0.0)
+    with pytest.raises(LipoptError, match="hidden layer"):
+        lipsdp_bound([Ws[0]])
+    with pytest.raises(LipoptError, match="memory"):
+        lipsdp_bound(Ws, max_memory_bytes=10)
+
+
+def test_time_limit_still_certifies_or_says_not():
+    Ws = _weights([10, 20, 20, 20, 3], 10)
+    cert = lipsdp_bound(Ws, time_limit=0.0)
+    full = lipsdp_bound(Ws)
+    assert cert.details["status"] == "time_limit"
+    assert (cert.certified and cert.value >= full.value * (1 - 1e-9)) or not cert.certified
+
+
+def test_registered_method_scalar_and_vector(external):
+    from lipopt.loaders import load_network
+
+    net = load_network(external / "glipsdp_fnn2_seed0_64-32-10.npz")
+    method = get_method("lipsdp")
+    row = method.run(Context(net, "2", make_target(net, output=7), None), None, parse_options("lipsdp", {}))
+    assert row.certified and row.value == pytest.approx(5.1097148, rel=1e-6)  # published LipSDP-Neuron
+    vec = method.run(Context(net, "2", make_target(net), None), None, parse_options("lipsdp", {}))
+    assert vec.certified and vec.value >= row.value
+    assert method.applies(Context(net, "inf", make_target(net), None)) is not None
+
+
+def test_published_chain_value(external):
+    from lipopt.loaders import load_network
+
+    net = load_network(external / "glipsdp_mlpchain_W64_d4.npz")
+    cert = lipsdp_bound([layer.weight for layer in net.layers])
+    assert cert.certified
+    assert cert.value == pytest.approx(0.5344682027, rel=1e-6)  # GLipSDP's LipSDP (Mosek)
