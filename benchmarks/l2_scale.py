@@ -46,7 +46,11 @@ def _published() -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     with open(EXTERNAL / "glipsdp_scalability_results.csv") as fh:
         for row in csv.DictReader(fh):
-            if row["family"] == "mlpchain" and row["width_or_channels"] == "64" and row["quantity"] == "LipSDP":
+            if (
+                row["family"] == "mlpchain"
+                and row["width_or_channels"] == "64"
+                and row["quantity"] == "LipSDP"
+            ):
                 out[(f"glipsdp_mlpchain_W64_d{row['depth']}", "LipSDP")] = float(row["value"])
     with open(EXTERNAL / "glipsdp_digits_results.csv") as fh:
         for row in csv.DictReader(fh):
@@ -141,12 +145,18 @@ def _ours(net: Network, output: int | None, time_limit: float) -> tuple[float, b
     return r.value, r.certified, r.timings.total, r.status.value
 
 
-def networks(quick: bool) -> list[tuple[str, Network, int | None]]:
+def networks(quick: bool, only: str = ""):
+    """The benchmark's networks, built lazily (the digits MLPs are trained when reached)."""
+    if "digits" in only or not only:
+        yield "digits 64-128-128-10", train_digits((128, 128)), None
+        yield "digits 64-256-256-256-10", train_digits((256, 256, 256)), None
     out: list[tuple[str, Network, int | None]] = []
-    out.append(("digits 64-128-128-10", train_digits((128, 128)), None))
-    out.append(("digits 64-256-256-256-10", train_digits((256, 256, 256)), None))
-    for stem in ["lipsdp_mnist_784-50-10", "eclipse_mnist_784-100-100-10", "eclipse_mnist_784-200-200-10",
-                 "lipsdp_random_2-10-30-20-2"]:
+    for stem in [
+        "lipsdp_mnist_784-50-10",
+        "eclipse_mnist_784-100-100-10",
+        "eclipse_mnist_784-200-200-10",
+        "lipsdp_random_2-10-30-20-2",
+    ]:
         out.append((stem, load_network(EXTERNAL / f"{stem}.npz"), None))
     for d in (2, 4, 8, 16):
         stem = f"glipsdp_mlpchain_W64_d{d}"
@@ -156,9 +166,12 @@ def networks(quick: bool) -> list[tuple[str, Network, int | None]]:
     for s in seeds:
         for stem in (f"glipsdp_fnn2_seed{s}_64-32-10", f"glipsdp_fnn3_seed{s}_64-32-32-10"):
             out.append((stem, load_network(EXTERNAL / f"{stem}.npz"), 7))
-        for stem in (f"glipsdp_cnn2_seed{s}_conv8-fc10_fcperm", f"glipsdp_cnn3_seed{s}_conv8-conv16-fc10_fcperm"):
+        for stem in (
+            f"glipsdp_cnn2_seed{s}_conv8-fc10_fcperm",
+            f"glipsdp_cnn3_seed{s}_conv8-conv16-fc10_fcperm",
+        ):
             out.append((stem, load_network(EXTERNAL / f"{stem}.onnx"), 7))
-    return out
+    yield from out
 
 
 def _fmt(x: float, digits: int = 7) -> str:
@@ -168,6 +181,7 @@ def _fmt(x: float, digits: int = 7) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ip-limit", type=float, default=300.0)
+    ap.add_argument("--eclipse-limit", type=float, default=120.0)
     ap.add_argument("--ours-limit", type=float, default=600.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="", help="substring filter on network names")
@@ -178,24 +192,37 @@ def main() -> None:
     pub = _published()
     rows = []
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    for name, net, output in networks(args.quick):
+    for name, net, output in networks(args.quick, args.only):
         if args.only and args.only not in name:
             continue
         ws = _weights(net, output)
         ours, cert, t_ours, status = _ours(net, output, args.ours_limit)
-        ip, t_ip, ip_note = _in_child(_child_ip, (ws,), args.ip_limit) if min(net.hidden_sizes) > 0 else (
-            math.nan, 0.0, "")
-        ef, t_ef, _ = _in_child(_child_eclipse, (ws, True), args.ip_limit)
-        ec, t_ec, ec_note = _in_child(_child_eclipse, (ws, False), args.ip_limit)
+        ip, t_ip, ip_note = (
+            _in_child(_child_ip, (ws,), args.ip_limit) if min(net.hidden_sizes) > 0 else (math.nan, 0.0, "")
+        )
+        ef, t_ef, _ = _in_child(_child_eclipse, (ws, True), args.eclipse_limit)
+        ec, t_ec, ec_note = _in_child(_child_eclipse, (ws, False), args.eclipse_limit)
         target = make_target(net, output=output) if output is not None else make_target(net)
         naive = naive_bound(net, "2", target)
         low = lower_bound(net, "2", target, None).value
         published = pub.get((name, "LipSDP"), math.nan)
         row = {
-            "network": name, "output": "" if output is None else output, "ours": ours, "certified": cert,
-            "ours_s": t_ours, "status": status, "ip": ip, "ip_s": t_ip, "ip_note": ip_note,
-            "eclipse": ec, "eclipse_s": t_ec, "eclipse_note": ec_note, "eclipse_fast": ef,
-            "naive": naive, "lower": low, "published_lipsdp": published,
+            "network": name,
+            "output": "" if output is None else output,
+            "ours": ours,
+            "certified": cert,
+            "ours_s": t_ours,
+            "status": status,
+            "ip": ip,
+            "ip_s": t_ip,
+            "ip_note": ip_note,
+            "eclipse": ec,
+            "eclipse_s": t_ec,
+            "eclipse_note": ec_note,
+            "eclipse_fast": ef,
+            "naive": naive,
+            "lower": low,
+            "published_lipsdp": published,
             "exact": pub.get((name, "exact"), math.nan),
         }
         rows.append(row)
@@ -214,9 +241,10 @@ def _write(rows: list[dict], args) -> None:
         f"Generated by `benchmarks/l2_scale.py` (interior point and ECLipsE in child processes killed after "
         f"{args.ip_limit:.0f} s; 2 shared cores, so compare the ratios measured in the same run). "
         "Quantity: the ℓ2→ℓ2 constant of the network (its Jacobian's spectral norm) unless an output is "
-        "given (then the scalar output's ℓ2 constant, as in GLipSDP's digits comparison). `ours` is certified "
-        "by the block-Cholesky check; `ip` is today's `lipopt.lipsdp.lipsdp_neuron` (cvxpy, certified by its "
-        "eigenvalue check); ECLipsE/ECLipsE-Fast are `eclipse-nn` estimates (not certified).",
+        "given (then the scalar output's ℓ2 constant, as in GLipSDP's digits comparison). "
+        "`ours` is certified by the block-Cholesky check; `ip` is today's "
+        "`lipopt.lipsdp.lipsdp_neuron` (cvxpy, certified by its eigenvalue check); "
+        "ECLipsE/ECLipsE-Fast are `eclipse-nn` estimates (not certified).",
         "",
         "| network | out | ours | cert | ours s | ip | ip s | speed-up | ours/ip − 1 | ECLipsE-Fast | ECLipsE "
         "| ECLipsE s | naive | lower | published LipSDP | ours/published − 1 |",
@@ -224,17 +252,23 @@ def _write(rows: list[dict], args) -> None:
     ]
     for r in rows:
         ip_ok = math.isfinite(r["ip"])
-        speed = f"{r['ip_s'] / r['ours_s']:.1f}×" if ip_ok else (
-            f"> {r['ip_s'] / r['ours_s']:.1f}× ({r['ip_note']})" if r["ip_note"] else "—")
-        rel = f"{r['ours'] / r['ip'] - 1:+.2e}" if ip_ok else "—"
-        relp = f"{r['ours'] / r['published_lipsdp'] - 1:+.2e}" if math.isfinite(r["published_lipsdp"]) else "—"
-        lines.append(
-            f"| {r['network']} | {r['output']} | {_fmt(r['ours'], 8)} | {r['certified']} | {r['ours_s']:.2f} | "
-            f"{_fmt(r['ip'], 8)} | {r['ip_s']:.1f} | {speed} | {rel} | {_fmt(r['eclipse_fast'])} | "
-            f"{_fmt(r['eclipse'])}{' (' + r['eclipse_note'] + ')' if r['eclipse_note'] else ''} | "
-            f"{r['eclipse_s']:.1f} | {_fmt(r['naive'])} | {_fmt(r['lower'])} | {_fmt(r['published_lipsdp'], 8)} "
-            f"| {relp} |"
+        speed = (
+            f"{r['ip_s'] / r['ours_s']:.1f}×"
+            if ip_ok
+            else (f"> {r['ip_s'] / r['ours_s']:.1f}× ({r['ip_note']})" if r["ip_note"] else "—")
         )
+        rel = f"{r['ours'] / r['ip'] - 1:+.2e}" if ip_ok else "—"
+        relp = (
+            f"{r['ours'] / r['published_lipsdp'] - 1:+.2e}" if math.isfinite(r["published_lipsdp"]) else "—"
+        )
+        note = f" ({r['eclipse_note']})" if r["eclipse_note"] else ""
+        cells = [
+            r["network"], r["output"], _fmt(r["ours"], 8), r["certified"], f"{r['ours_s']:.2f}",
+            _fmt(r["ip"], 8), f"{r['ip_s']:.1f}", speed, rel, _fmt(r["eclipse_fast"]),
+            _fmt(r["eclipse"]) + note, f"{r['eclipse_s']:.1f}", _fmt(r["naive"]), _fmt(r["lower"]),
+            _fmt(r["published_lipsdp"], 8), relp,
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

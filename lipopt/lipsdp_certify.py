@@ -87,7 +87,9 @@ class _Blocks:
         self.L = len(self.W) - 1
         self.sizes = [self.W[0].shape[1]] + [w.shape[0] for w in self.W[:-1]]
         self.t = [np.maximum(np.asarray(x, dtype=float), 0.0) for x in t]
-        self.u = [2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
+        self.u = [
+            2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)
+        ]
         self.v = [(np.asarray(a) + np.asarray(b)) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
         self.absW = [abs(w) if sp.issparse(w) else np.abs(w) for w in self.W]
         self.D = [self._diag_block(l) for l in range(self.L + 1)]
@@ -201,8 +203,10 @@ def certify_chain(
         return ChainCheck(False, math.inf, why="a hidden diagonal entry of S is not positive")
     w = [np.sqrt(np.maximum(d, TINY)) for d in diag]
     form = blocks.abs_apply(w, max(rho, 0.0))
-    band = [float(np.sum(diag[l])) + sum(float(np.sum(diag[j])) for j in (l - 1, l + 1) if 0 <= j <= L)
-            for l in range(L + 1)]
+    band = [
+        float(np.sum(diag[l])) + sum(float(np.sum(diag[j])) for j in (l - 1, l + 1) if 0 <= j <= L)
+        for l in range(L + 1)
+    ]
     c = [2.0 * (g_chol * band[l] + blocks.gamma_form * form[l] / w[l]) * inflate + TINY for l in range(L + 1)]
     why = ""
     for attempt in range(1, attempts + 1):
@@ -216,6 +220,8 @@ def certify_chain(
         need = [(g_chol * rr[l] + blocks.gamma_form * form[l]) * inflate / ww[l] + TINY for l in range(L + 1)]
         ratio = max(float(np.max(need[l] / c[l])) for l in range(L + 1))
         if ratio <= 1.0:
-            return ChainCheck(True, rho_c, ratio, attempt, details={"shift_max": max(float(x.max()) for x in c)})
+            return ChainCheck(
+                True, rho_c, ratio, attempt, details={"shift_max": max(float(x.max()) for x in c)}
+            )
         c = [np.maximum(c[l], 2.0 * need[l]) for l in range(L + 1)]
     return ChainCheck(False, math.inf, attempts=attempts, why="the a-posteriori Cholesky error bound failed")

@@ -77,8 +77,14 @@ class ChainProblem:
         C = np.zeros((Ws[-1].shape[0], m))
         C[:, m - hs[-1] :] = Ws[-1]
         return LMIData(
-            BlockRows(blocks, N, m), C, n0, np.concatenate(self.alpha), np.concatenate(self.beta),
-            np.arange(N), N, hs,
+            BlockRows(blocks, N, m),
+            C,
+            n0,
+            np.concatenate(self.alpha),
+            np.concatenate(self.beta),
+            np.arange(N),
+            N,
+            hs,
         )
 
 

@@ -31,13 +31,21 @@ SOLVERS = ("auto", "structured", "conic")
 class LipSDPOptions:
     solver: str = field(
         default="auto",
-        metadata={"help": "structured (rank-2 primal-dual + block Cholesky), conic (cvxpy), auto", "choices": SOLVERS},
+        metadata={
+            "help": "structured (rank-2 primal-dual + block Cholesky), conic (cvxpy), auto",
+            "choices": SOLVERS,
+        },
     )
-    rtol: float = field(default=1e-7, metadata={"help": "relative optimality tolerance of the structured solver"})
+    rtol: float = field(
+        default=1e-7, metadata={"help": "relative optimality tolerance of the structured solver"}
+    )
 
 
 def _weights(ctx: Context) -> list:
-    return [layer.weight if sp.issparse(layer.weight) else np.asarray(layer.weight, float) for layer in ctx.net.layers]
+    return [
+        layer.weight if sp.issparse(layer.weight) else np.asarray(layer.weight, float)
+        for layer in ctx.net.layers
+    ]
 
 
 def _slopes(ctx: Context) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -82,7 +90,9 @@ class LipSDP(Method):
         sizes = ctx.net.hidden_sizes
         n0 = min(ctx.net.input_dim, sizes[0]) if sizes else ctx.net.input_dim
         m, N = n0 + sum(sizes), sum(sizes)
-        return Size(neurons=N, psd_blocks=1, largest_block=m, memory_bytes=8 * (8 * m * m + 12 * N * N + 2 * N * m))
+        return Size(
+            neurons=N, psd_blocks=1, largest_block=m, memory_bytes=8 * (8 * m * m + 12 * N * N + 2 * N * m)
+        )
 
     def run(self, ctx: Context, level, options: LipSDPOptions) -> BoundResult:
         t0 = time.perf_counter()
@@ -97,14 +107,30 @@ class LipSDP(Method):
             certs.append(self._one(weights, lo, hi, c, solver, options, budget, ctx.max_memory_bytes))
         worst = max(certs, key=lambda x: x.value)
         certified = all(x.certified for x in certs)
-        status = Status.TIME_LIMIT if any(x.details.get("status") == "time_limit" for x in certs) else Status.OPTIMAL
+        status = (
+            Status.TIME_LIMIT
+            if any(x.details.get("status") == "time_limit" for x in certs)
+            else Status.OPTIMAL
+        )
         elapsed = time.perf_counter() - t0
-        cert = Certificate(worst.value if certified else math.inf, certified, worst.kind, worst.solver_value,
-                           worst.margin, worst.details)
+        cert = Certificate(
+            worst.value if certified else math.inf,
+            certified,
+            worst.kind,
+            worst.solver_value,
+            worst.margin,
+            worst.details,
+        )
         return BoundResult.from_certificate(
-            self.name, None, cert, status,
-            Timings(elapsed, solve=sum(float(x.details.get("solve_time_s", 0.0)) for x in certs),
-                    certify=sum(float(x.details.get("certify_time_s", 0.0)) for x in certs)),
+            self.name,
+            None,
+            cert,
+            status,
+            Timings(
+                elapsed,
+                solve=sum(float(x.details.get("solve_time_s", 0.0)) for x in certs),
+                certify=sum(float(x.details.get("certify_time_s", 0.0)) for x in certs),
+            ),
             Size(neurons=sum(ctx.net.hidden_sizes), solves=len(certs)),
             solver="structured primal-dual (rank-2 HKM)" if solver == "structured" else "cvxpy conic",
         )
@@ -124,16 +150,23 @@ class LipSDP(Method):
             from ..lipsdp_chain import lipsdp_bound
 
             remaining = budget.remaining()
-            cert = lipsdp_bound(ws, lo, hi, time_limit=None if math.isinf(remaining) else remaining,
-                                rtol=options.rtol, max_memory_bytes=max_memory)
+            cert = lipsdp_bound(
+                ws,
+                lo,
+                hi,
+                time_limit=None if math.isinf(remaining) else remaining,
+                rtol=options.rtol,
+                max_memory_bytes=max_memory,
+            )
         if err_row is not None and cert.certified:
             # the folding error row adds ‖err‖₂ · Lip(hidden map) ≤ ‖err‖₂ · Π ‖W_l‖₂ · max|slope|^L
             slope = max(max(float(np.max(np.abs(x))) for x in lo), max(float(np.max(np.abs(x))) for x in hi))
             inner = float(np.prod([_spectral_upper(w) for w in weights[:-1]])) * slope ** (len(weights) - 1)
             extra = round_up(float(np.linalg.norm(err_row)) * inner * (1 + 8 * EPS), 2)
             value = round_up(cert.value + extra, 1)
-            cert = Certificate(value, True, cert.kind, cert.solver_value, value - (cert.solver_value or 0.0),
-                               cert.details)
+            cert = Certificate(
+                value, True, cert.kind, cert.solver_value, value - (cert.solver_value or 0.0), cert.details
+            )
         return cert
 
 
@@ -148,7 +181,15 @@ def _conic(weights, lo, hi) -> Certificate:
     dense = [w.toarray() if sp.issparse(w) else w for w in weights]
     t0 = time.perf_counter()
     r = lipsdp_neuron(dense, alpha=alpha, beta=beta)
-    return Certificate(r.certified_value, r.certified, "LMI check (dense eigenvalue, lipopt.lipsdp)",
-                       r.solver_value, r.certified_value - r.solver_value,
-                       {"solve_time_s": r.solve_time_s, "certify_time_s": r.certify_time_s,
-                        "time_s": time.perf_counter() - t0})
+    return Certificate(
+        r.certified_value,
+        r.certified,
+        "LMI check (dense eigenvalue, lipopt.lipsdp)",
+        r.solver_value,
+        r.certified_value - r.solver_value,
+        {
+            "solve_time_s": r.solve_time_s,
+            "certify_time_s": r.certify_time_s,
+            "time_s": time.perf_counter() - t0,
+        },
+    )

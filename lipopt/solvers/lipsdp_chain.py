@@ -71,7 +71,9 @@ class BlockRows:
     overlap)."""
 
     def __init__(self, blocks: list[tuple[int, int, np.ndarray]], n_rows: int, n_cols: int) -> None:
-        self.blocks = [(int(r), int(c), np.asarray(B)[None] if np.ndim(B) == 2 else np.asarray(B)) for r, c, B in blocks]
+        self.blocks = [
+            (int(r), int(c), np.asarray(B)[None] if np.ndim(B) == 2 else np.asarray(B)) for r, c, B in blocks
+        ]
         self.n_rows, self.n_cols = int(n_rows), int(n_cols)
         self.F = self.blocks[0][2].shape[0] if self.blocks else 1
         self.dtype = np.result_type(*[B.dtype for _, _, B in self.blocks]) if self.blocks else np.float64
@@ -436,7 +438,9 @@ def solve_lmi(
         mu = (float(np.real(np.sum(st.Z * S.conj()))) + float(st.w @ st.t)) / data.nu
         proj_u = _projections(data, U)
         proj_z = _projections(data, st.Z)
-        resid = float(np.max(np.abs(b - _adjoint(data, proj_z[0], proj_z[2]) - np.concatenate([[0.0], st.w]))))
+        resid = float(
+            np.max(np.abs(b - _adjoint(data, proj_z[0], proj_z[2]) - np.concatenate([[0.0], st.w])))
+        )
         info.history.append((st.rho, st.t.copy()))
         info.mu, info.residual = mu, resid
         info.lower = float(np.real(np.sum(-data.neg_ctc * st.Z.conj())))
@@ -457,7 +461,7 @@ def solve_lmi(
         dy, dS, dSU, dZ, dw = _direction(data, st, U, proj_u, M, -b, (-st.Z, -st.w))
         alpha = _feasible_step(S, dS, st.Z, dZ, _step_cap(st, dy, dw, 1.0), 0.5)[0]
         Zn, Sn = st.Z + alpha * dZ, S + alpha * dS
-        mu_aff = (float(np.real(np.sum(Zn * Sn.conj()))) + float((st.w + alpha * dw) @ (st.t + alpha * dy[1:])))
+        mu_aff = float(np.real(np.sum(Zn * Sn.conj()))) + float((st.w + alpha * dw) @ (st.t + alpha * dy[1:]))
         sigma = min(1.0, (max(mu_aff / data.nu, 0.0) / mu) ** 3)
         # corrector: second-order terms ΔZ_aff ΔS_aff S^{-1} and Δw_aff Δt_aff / t
         W2 = _sym(dZ @ dSU)
