@@ -82,21 +82,27 @@ def _dense(w: Matrix) -> np.ndarray:
 class _Blocks:
     """The float blocks of ``Ŝ`` (without ``ρ``) and the absolute-value operator ``|S|_abs``."""
 
-    def __init__(self, weights: Sequence[Matrix], alpha, beta, t) -> None:
+    def __init__(self, weights: Sequence[Matrix], alpha, beta, t, weight_error=None) -> None:
         self.W = list(weights)
         self.L = len(self.W) - 1
         self.sizes = [self.W[0].shape[1]] + [w.shape[0] for w in self.W[:-1]]
         self.t = [np.maximum(np.asarray(x, dtype=float), 0.0) for x in t]
-        self.u = [
-            2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)
-        ]
+        self.u = [2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
         self.v = [(np.asarray(a) + np.asarray(b)) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
         self.absW = [abs(w) if sp.issparse(w) else np.abs(w) for w in self.W]
+        # |W_exact| ≤ |Ŵ| + E entrywise when the weights themselves carry an error bound E
+        self.absW_up = self.absW if weight_error is None else [
+            a + np.asarray(e, dtype=float) for a, e in zip(self.absW, weight_error, strict=True)
+        ]
+        self.complex = any(np.iscomplexobj(w.data if sp.issparse(w) else w) for w in self.W)
         self.D = [self._diag_block(l) for l in range(self.L + 1)]
         # O[l] = S_{l-1, l} (n_{l-1} × n_l), l = 1..L
-        self.O = [None] + [-(_dense(self.W[l - 1]).T * self.v[l - 1][None, :]) for l in range(1, self.L + 1)]
+        self.O = [None] + [
+            -(_dense(self.W[l - 1]).conj().T * self.v[l - 1][None, :]) for l in range(1, self.L + 1)
+        ]
         longest = max([self.sizes[0], *[w.shape[0] for w in self.W]])
-        self.gamma_form = _gamma(longest + 8)
+        # complex products and sums: a few real roundings each (Higham §3.6); budget 4× the count
+        self.gamma_form = _gamma((4 if self.complex else 1) * (longest + 8))
 
     def _diag_block(self, l: int) -> np.ndarray:
         n = self.sizes[l]
@@ -105,27 +111,37 @@ class _Blocks:
             u = self.u[l]
             if np.any(u != 0.0):
                 Wd = _dense(self.W[l])
-                out += Wd.T @ (u[:, None] * Wd)
+                out = out + Wd.conj().T @ (u[:, None] * Wd)
         else:
             Wd = _dense(self.W[self.L])
-            out -= Wd.T @ Wd
+            out = out - Wd.conj().T @ Wd
         if l > 0:
             out[np.diag_indices(n)] += 2.0 * self.t[l - 1]
-        return 0.5 * (out + out.T)
+        return 0.5 * (out + out.conj().T)
 
-    def abs_apply(self, w: list[np.ndarray], rho: float) -> list[np.ndarray]:
+    def form_error(self, w: list[np.ndarray], rho: float) -> list[np.ndarray]:
+        """``F(w) ≥ |S_exact − Ŝ| w``: rounding ``γ|S|_abs`` plus, with weight errors ``E``, the
+        growth ``|S|_abs(|Ŵ|+E) − |S|_abs(|Ŵ|)`` (the assembly is monotone in ``|W|``)."""
+        base = self.abs_apply(w, rho, self.absW)
+        if self.absW_up is self.absW:
+            return [self.gamma_form * b for b in base]
+        up = self.abs_apply(w, rho, self.absW_up)
+        return [(self.gamma_form + 4 * EPS) * u + np.maximum(u - b, 0.0) for u, b in zip(up, base, strict=True)]
+
+    def abs_apply(self, w: list[np.ndarray], rho: float, absW: list | None = None) -> list[np.ndarray]:
         """``|S|_abs w`` blockwise (an entrywise upper bound on ``|S|`` applied to ``w ≥ 0``)."""
+        absW = self.absW if absW is None else absW
         out = []
         for l in range(self.L + 1):
             y = np.zeros(self.sizes[l])
             if l < self.L and np.any(self.u[l] != 0.0):
-                y += self.absW[l].T @ (np.abs(self.u[l]) * (self.absW[l] @ w[l]))
+                y += absW[l].T @ (np.abs(self.u[l]) * (absW[l] @ w[l]))
             if l == self.L:
-                y += self.absW[l].T @ (self.absW[l] @ w[l])
+                y += absW[l].T @ (absW[l] @ w[l])
             if l > 0:
-                y += 2.0 * self.t[l - 1] * w[l] + np.abs(self.v[l - 1]) * (self.absW[l - 1] @ w[l - 1])
+                y += 2.0 * self.t[l - 1] * w[l] + np.abs(self.v[l - 1]) * (absW[l - 1] @ w[l - 1])
             if l < self.L:
-                y += self.absW[l].T @ (np.abs(self.v[l]) * w[l + 1])
+                y += absW[l].T @ (np.abs(self.v[l]) * w[l + 1])
             if l == 0:
                 y += abs(rho) * w[0]
             out.append(np.asarray(y).ravel())
@@ -149,13 +165,13 @@ def _factor(blocks: _Blocks, c: list[np.ndarray], rho_guess: float) -> tuple[lis
             R[l] = sla.cholesky(A, lower=False, check_finite=False)
         except np.linalg.LinAlgError:
             return R, X, math.nan, f"hidden layer {l} is not strictly feasible for these multipliers"
-        X[l] = sla.solve_triangular(R[l], blocks.O[l].T, trans="T", check_finite=False)
-        carry = X[l].T @ X[l]
+        X[l] = sla.solve_triangular(R[l], blocks.O[l].conj().T, trans="C", check_finite=False)
+        carry = X[l].conj().T @ X[l]
     raise AssertionError("unreachable")
 
 
 def _factor_input(A: np.ndarray, rho_guess: float, R: list) -> tuple[float, str]:
-    A = 0.5 * (A + A.T)
+    A = 0.5 * (A + A.conj().T)
     n = A.shape[0]
     lam = float(sla.eigh(A, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
     rho = max(rho_guess, -lam + 1e-12 * abs(lam) + TINY)
@@ -184,40 +200,44 @@ def certify_chain(
     rho: float,
     *,
     attempts: int = 4,
+    weight_error: Sequence[np.ndarray] | None = None,
 ) -> ChainCheck:
     """Smallest ``ρ' ≥ ρ`` (up to rounding steps) with ``S(ρ', t) ⪰ 0`` proved in floating point.
 
     ``weights = [W_1, …, W_{L+1}]`` (dense or sparse, out × in), per-hidden-layer ``alpha``,
-    ``beta`` (slope bounds) and multipliers ``t`` (clipped at 0). See the module docstring.
+    ``beta`` (slope bounds) and multipliers ``t`` (clipped at 0). Complex (Hermitian) blocks
+    are accepted; ``weight_error`` (entrywise bounds ``|W_exact − W|``, one array per matrix)
+    covers weights that are themselves computed (the Fourier blocks of a convolution).
+    See the module docstring.
     """
-    blocks = _Blocks(weights, alpha, beta, t)
+    blocks = _Blocks(weights, alpha, beta, t, weight_error)
     L = blocks.L
     sizes = blocks.sizes
     k = max(sizes[l] + (sizes[l + 1] if l < L else 0) for l in range(L + 1)) + 4
-    g_chol = _gamma(k)
+    g_chol = _gamma((4 if blocks.complex else 1) * k)
     m = sum(sizes)
     inflate = 1.0 + (m + 8) * EPS
-    diag = [np.diag(D).copy() for D in blocks.D]
+    diag = [np.real(np.diag(D)).copy() for D in blocks.D]
     diag[0] = diag[0] + max(rho, 0.0)
     if any(np.any(d <= 0) for d in diag[1:]):
         return ChainCheck(False, math.inf, why="a hidden diagonal entry of S is not positive")
     w = [np.sqrt(np.maximum(d, TINY)) for d in diag]
-    form = blocks.abs_apply(w, max(rho, 0.0))
+    form = blocks.form_error(w, max(rho, 0.0))
     band = [
         float(np.sum(diag[l])) + sum(float(np.sum(diag[j])) for j in (l - 1, l + 1) if 0 <= j <= L)
         for l in range(L + 1)
     ]
-    c = [2.0 * (g_chol * band[l] + blocks.gamma_form * form[l] / w[l]) * inflate + TINY for l in range(L + 1)]
+    c = [2.0 * (g_chol * band[l] + form[l] / w[l]) * inflate + TINY for l in range(L + 1)]
     why = ""
     for attempt in range(1, attempts + 1):
         R, X, rho_c, why = _factor(blocks, c, max(rho, 0.0))
         if why:
             return ChainCheck(False, math.inf, attempts=attempt, why=why)
-        w0 = np.sqrt(np.maximum(np.diag(blocks.D[0]) + rho_c, TINY))
+        w0 = np.sqrt(np.maximum(np.real(np.diag(blocks.D[0])) + rho_c, TINY))
         ww = [w0, *w[1:]]
-        form = blocks.abs_apply(ww, rho_c)
+        form = blocks.form_error(ww, rho_c)
         rr = _abs_R_apply(R, X, ww)
-        need = [(g_chol * rr[l] + blocks.gamma_form * form[l]) * inflate / ww[l] + TINY for l in range(L + 1)]
+        need = [(g_chol * rr[l] + form[l]) * inflate / ww[l] + TINY for l in range(L + 1)]
         ratio = max(float(np.max(need[l] / c[l])) for l in range(L + 1))
         if ratio <= 1.0:
             return ChainCheck(
