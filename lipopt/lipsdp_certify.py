@@ -76,7 +76,8 @@ def _gamma(k: int) -> float:
 
 
 def _dense(w: Matrix) -> np.ndarray:
-    return w.toarray() if sp.issparse(w) else np.asarray(w, dtype=float)
+    out = w.toarray() if sp.issparse(w) else np.asarray(w)
+    return out if np.iscomplexobj(out) else out.astype(float, copy=False)
 
 
 class _Blocks:
@@ -106,7 +107,7 @@ class _Blocks:
 
     def _diag_block(self, l: int) -> np.ndarray:
         n = self.sizes[l]
-        out = np.zeros((n, n))
+        out = np.zeros((n, n), dtype=complex if self.complex else float)
         if l < self.L:
             u = self.u[l]
             if np.any(u != 0.0):
