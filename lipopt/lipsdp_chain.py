@@ -166,7 +166,7 @@ def lipsdp_bound(
     slope_hi=None,
     *,
     time_limit: float | None = None,
-    rtol: float = 1e-7,
+    rtol: float = 1e-9,
     max_memory_bytes: float = 8e9,
     blas_threads_limit: int | None = 1,
 ) -> Certificate:
