@@ -172,8 +172,14 @@ def _factor(blocks: _Blocks, c: list[np.ndarray], rho_guess: float) -> tuple[lis
 
 
 def _factor_input(A: np.ndarray, rho_guess: float, R: list) -> tuple[float, str]:
+    """Factor ``A + ρ'I`` with ``ρ' = ρ_guess`` if it passes, else from ``λ_min(A)`` (a guide)."""
     A = 0.5 * (A + A.conj().T)
     n = A.shape[0]
+    try:
+        R[0] = sla.cholesky(A + rho_guess * np.eye(n), lower=False, check_finite=False)
+        return rho_guess, ""
+    except np.linalg.LinAlgError:
+        pass
     lam = float(sla.eigh(A, eigvals_only=True, subset_by_index=[0, 0], check_finite=False)[0])
     rho = max(rho_guess, -lam + 1e-12 * abs(lam) + TINY)
     for _ in range(60):
@@ -181,8 +187,7 @@ def _factor_input(A: np.ndarray, rho_guess: float, R: list) -> tuple[float, str]
             R[0] = sla.cholesky(A + rho * np.eye(n), lower=False, check_finite=False)
             return rho, ""
         except np.linalg.LinAlgError:
-            rho = rho * (1.0 + 1e-9) + 1e-12 * abs(lam) + 4 * TINY
-            rho = round_up(rho, 4)
+            rho = round_up(rho * (1.0 + 1e-9) + 1e-12 * abs(lam) + 4 * TINY, 4)
     return math.nan, "the input block did not factor"
 
 

@@ -118,11 +118,8 @@ def _slopes(value, sizes: list[int], default: float, what: str) -> list[np.ndarr
 
 
 def _power_of_two_norm(w: Matrix) -> float:
-    """``2^k`` near the spectral norm (any positive power of two keeps the bound exact)."""
-    if sp.issparse(w):
-        est = float(sp.linalg.norm(w))
-    else:
-        est = float(np.linalg.norm(w, 2)) if min(w.shape) <= 2000 else float(np.linalg.norm(w))
+    """``2^k`` near the Frobenius norm (any positive power of two keeps the bound exact)."""
+    est = float(sp.linalg.norm(w)) if sp.issparse(w) else float(np.linalg.norm(w))
     if not math.isfinite(est) or est <= 0.0:
         return 1.0
     return 2.0 ** round(math.log2(est))
