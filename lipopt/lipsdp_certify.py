@@ -54,7 +54,7 @@ import scipy.sparse as sp
 
 from .floats import EPS, TINY, round_up
 
-__all__ = ["ChainCheck", "certify_chain"]
+__all__ = ["ChainCheck", "certify_blocks", "certify_chain"]
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -88,13 +88,17 @@ class _Blocks:
         self.L = len(self.W) - 1
         self.sizes = [self.W[0].shape[1]] + [w.shape[0] for w in self.W[:-1]]
         self.t = [np.maximum(np.asarray(x, dtype=float), 0.0) for x in t]
-        self.u = [2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
+        self.u = [
+            2.0 * np.asarray(a) * np.asarray(b) * x for a, b, x in zip(alpha, beta, self.t, strict=True)
+        ]
         self.v = [(np.asarray(a) + np.asarray(b)) * x for a, b, x in zip(alpha, beta, self.t, strict=True)]
         self.absW = [abs(w) if sp.issparse(w) else np.abs(w) for w in self.W]
         # |W_exact| ≤ |Ŵ| + E entrywise when the weights themselves carry an error bound E
-        self.absW_up = self.absW if weight_error is None else [
-            a + np.asarray(e, dtype=float) for a, e in zip(self.absW, weight_error, strict=True)
-        ]
+        self.absW_up = (
+            self.absW
+            if weight_error is None
+            else [a + np.asarray(e, dtype=float) for a, e in zip(self.absW, weight_error, strict=True)]
+        )
         self.complex = any(np.iscomplexobj(w.data if sp.issparse(w) else w) for w in self.W)
         self.D = [self._diag_block(l) for l in range(self.L + 1)]
         # O[l] = S_{l-1, l} (n_{l-1} × n_l), l = 1..L
@@ -127,7 +131,9 @@ class _Blocks:
         if self.absW_up is self.absW:
             return [self.gamma_form * b for b in base]
         up = self.abs_apply(w, rho, self.absW_up)
-        return [(self.gamma_form + 4 * EPS) * u + np.maximum(u - b, 0.0) for u, b in zip(up, base, strict=True)]
+        return [
+            (self.gamma_form + 4 * EPS) * u + np.maximum(u - b, 0.0) for u, b in zip(up, base, strict=True)
+        ]
 
     def abs_apply(self, w: list[np.ndarray], rho: float, absW: list | None = None) -> list[np.ndarray]:
         """``|S|_abs w`` blockwise (an entrywise upper bound on ``|S|`` applied to ``w ≥ 0``)."""
@@ -216,7 +222,13 @@ def certify_chain(
     covers weights that are themselves computed (the Fourier blocks of a convolution).
     See the module docstring.
     """
-    blocks = _Blocks(weights, alpha, beta, t, weight_error)
+    return certify_blocks(_Blocks(weights, alpha, beta, t, weight_error), rho, attempts=attempts)
+
+
+def certify_blocks(blocks, rho: float, *, attempts: int = 4) -> ChainCheck:
+    """The test of the module docstring on any block-tridiagonal ``Ŝ``: ``blocks`` provides
+    ``L``, ``sizes``, the float diagonal blocks ``D`` (``D[0]`` = input block without ``ρ``), the
+    couplings ``O[l] = Ŝ_{l-1,l}``, ``complex`` and ``form_error(w, ρ) ≥ |S_exact − Ŝ| w``."""
     L = blocks.L
     sizes = blocks.sizes
     k = max(sizes[l] + (sizes[l + 1] if l < L else 0) for l in range(L + 1)) + 4

@@ -37,7 +37,7 @@ class LipSDPOptions:
         },
     )
     rtol: float = field(
-        default=1e-7, metadata={"help": "relative optimality tolerance of the structured solver"}
+        default=1e-9, metadata={"help": "relative optimality tolerance of the structured solver"}
     )
 
 
@@ -74,7 +74,6 @@ class LipSDP(Method):
     summary = "LipSDP-Neuron SDP (ℓ2), structured interior point, certified by block Cholesky"
     Options = LipSDPOptions
     norms = ("2",)
-    supports_residual = False
 
     def applies(self, ctx: Context) -> str | None:
         why = super().applies(ctx)
@@ -97,13 +96,16 @@ class LipSDP(Method):
     def run(self, ctx: Context, level, options: LipSDPOptions) -> BoundResult:
         t0 = time.perf_counter()
         solver = self.solver_for(ctx, options)
-        weights = _weights(ctx)
+        weights = _weights(ctx) if ctx.net.is_chain else []
         lo, hi = _slopes(ctx)
         vector = ctx.target.kind == "all-outputs"
         targets = [None] if vector else list(ctx.target.vectors)
         budget = ctx.budget()
         certs = []
         for c in targets:
+            if not ctx.net.is_chain:
+                certs.append(self._residual(ctx, lo, hi, c, options, budget))
+                continue
             certs.append(self._one(weights, lo, hi, c, solver, options, budget, ctx.max_memory_bytes))
         worst = max(certs, key=lambda x: x.value)
         certified = all(x.certified for x in certs)
@@ -133,6 +135,29 @@ class LipSDP(Method):
             ),
             Size(neurons=sum(ctx.net.hidden_sizes), solves=len(certs)),
             solver="structured primal-dual (rank-2 HKM)" if solver == "structured" else "cvxpy conic",
+        )
+
+    def _residual(self, ctx: Context, lo, hi, c, options, budget) -> Certificate:
+        """Residual blocks: the DAG LMI (:mod:`lipopt.lipsdp_dag`); a target row is folded, its
+        rounding bounded through the naive ℓ2 bound of the hidden map."""
+        from ..lipsdp_dag import lipsdp_dag_bound
+
+        remaining = budget.remaining()
+        last = ctx.net.layers[-1].weight
+        last = last.toarray() if sp.issparse(last) else np.asarray(last, dtype=float)
+        row = None if c is None else (np.asarray(c, dtype=float) @ last)[None, :]
+        cert = lipsdp_dag_bound(
+            ctx.net, list(zip(lo, hi, strict=True)),
+            time_limit=None if math.isinf(remaining) else remaining,
+            rtol=options.rtol, max_memory_bytes=ctx.max_memory_bytes, last=row,
+        )  # fmt: skip
+        if c is None or not cert.certified:
+            return cert
+        err = (len(c) + 2) * EPS * (np.abs(c) @ np.abs(last))
+        extra = round_up(float(np.linalg.norm(err)) * _hidden_upper(ctx.net, lo, hi) * (1 + 8 * EPS), 2)
+        value = round_up(cert.value + extra, 1)
+        return Certificate(
+            value, True, cert.kind, cert.solver_value, value - (cert.solver_value or 0.0), cert.details
         )
 
     def _one(self, weights, lo, hi, c, solver, options, budget, max_memory) -> Certificate:
@@ -168,6 +193,29 @@ class LipSDP(Method):
                 value, True, cert.kind, cert.solver_value, value - (cert.solver_value or 0.0), cert.details
             )
         return cert
+
+
+def _hidden_upper(net, lo, hi) -> float:
+    """An upper bound on the ℓ2 Lipschitz constant of the map to the last hidden vector:
+    products of Frobenius norms (≥ spectral) and slope magnitudes; a residual block contributes
+    ``s·(‖A‖ + ‖B‖·Π‖W_d‖ s_d)`` (``‖I‖`` counted as 1)."""
+    from ..network import Residual
+
+    slopes = [max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) for a, b in zip(lo, hi, strict=True)]
+    k, total = 0, 1.0
+    for layer in net.layers[:-1]:
+        if isinstance(layer, Residual):
+            inner = 1.0
+            for d in layer.inner:
+                inner *= _spectral_upper(d.weight) * slopes[k]
+                k += 1
+            a = 1.0 if layer.skip is None else _spectral_upper(layer.skip)
+            b = 1.0 if layer.out is None else _spectral_upper(layer.out)
+            total *= (a + b * inner) * slopes[k]
+        else:
+            total *= _spectral_upper(layer.weight) * slopes[k]
+        k += 1
+    return round_up(total * (1 + 16 * EPS * (k + 1)), 2)
 
 
 def _conic(weights, lo, hi) -> Certificate:
