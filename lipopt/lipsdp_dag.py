@@ -166,7 +166,8 @@ def lipsdp_dag_bound(
     data, _ = dag_lmi(net, ranges, last)
     if data.memory_bytes() > max_memory_bytes:
         raise LipoptError(
-            f"lipsdp would need about {data.memory_bytes() / 1e9:.1f} GB (LMI order {data.m}); raise --max-memory"
+            f"lipsdp would need about {data.memory_bytes() / 1e9:.1f} GB (LMI order {data.m}); "
+            "raise --max-memory"
         )
     with blas_threads(1):
         rho, t, info = solve_lmi(data, rtol=rtol, time_limit=time_limit)
