@@ -76,6 +76,7 @@ class BlockRows:
         ]
         self.n_rows, self.n_cols = int(n_rows), int(n_cols)
         self.F = self.blocks[0][2].shape[0] if self.blocks else 1
+        self.blocks_h = [np.ascontiguousarray(B.conj().transpose(0, 2, 1)) for _, _, B in self.blocks]
         self.dtype = np.result_type(*[B.dtype for _, _, B in self.blocks]) if self.blocks else np.float64
 
     def dense(self) -> np.ndarray:
@@ -94,8 +95,8 @@ class BlockRows:
     def rmatmul_h(self, X: np.ndarray) -> np.ndarray:
         """``X @ Aᴴ`` for ``X`` of shape ``(F, k, m)``."""
         out = np.zeros((self.F, X.shape[1], self.n_rows), dtype=np.result_type(self.dtype, X.dtype))
-        for r, c, B in self.blocks:
-            out[:, :, r : r + B.shape[1]] += X[:, :, c : c + B.shape[2]] @ B.conj().transpose(0, 2, 1)
+        for (r, c, B), Bh in zip(self.blocks, self.blocks_h, strict=True):
+            out[:, :, r : r + B.shape[1]] += X[:, :, c : c + B.shape[2]] @ Bh
         return out
 
     def row_groups(self) -> dict[tuple[int, int], list[tuple[int, np.ndarray]]]:
@@ -139,6 +140,7 @@ class LMIData:
         self.qa = 2.0 * self.alpha * self.beta
         self.qc = -(self.alpha + self.beta)
         self.neg_ctc = -np.einsum("fpi,fpj->fij", self.C.conj(), self.C)
+        self.relu = bool(np.all(self.alpha == 0.0) and np.all(self.beta == 1.0))
         self.per_neuron = self.n_groups == self.N and np.array_equal(self.group, np.arange(self.N))
         self._rows = self.A.row_groups()
         self.dtype = np.result_type(self.A.dtype, self.C.dtype)
@@ -290,6 +292,18 @@ def _projections(data: LMIData, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 def _q_sandwich(data: LMIData, K: np.ndarray) -> np.ndarray:
     """``𝒬 K 𝒬`` with ``𝒬 = [[diag(2αβ), diag(−(α+β))], [diag(−(α+β)), 2I]]``."""
     N, qa, qc = data.N, data.qa, data.qc
+    if data.relu:  # 𝒬 = [[0, −I], [−I, 2I]]
+        out = np.empty_like(K)
+        a, e = K[:, :N], K[:, N:]
+        out[:, :N, :N] = e[:, :, N:]
+        out[:, :N, N:] = e[:, :, :N]
+        out[:, :N, N:] -= 2.0 * e[:, :, N:]
+        out[:, N:, :N] = a[:, :, N:]
+        out[:, N:, :N] -= 2.0 * e[:, :, N:]
+        out[:, N:, N:] = 4.0 * e[:, :, N:]
+        out[:, N:, N:] -= 2.0 * (a[:, :, N:] + e[:, :, :N])
+        out[:, N:, N:] += a[:, :, :N]
+        return out
     rows = np.empty_like(K)
     rows[:, :N] = qa[None, :, None] * K[:, :N] + qc[None, :, None] * K[:, N:]
     rows[:, N:] = qc[None, :, None] * K[:, :N] + 2.0 * K[:, N:]
@@ -353,20 +367,37 @@ def _solve_scaled(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 def _feasible_step(
-    S: np.ndarray, dS: np.ndarray, Z: np.ndarray, dZ: np.ndarray, cap: float, shrink: float
+    S: np.ndarray, dS: np.ndarray, Z: np.ndarray, dZ: np.ndarray, cap: float, shrink: float, refine: int = 0
 ) -> tuple[float, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The first ``α = cap·shrinkᵏ`` with ``S + αΔS ≻ 0`` and ``Z + αΔZ ≻ 0`` (Cholesky tests;
-    a factorisation costs a fraction of an eigenvalue solve), with the factors and ``Z + αΔZ``."""
-    alpha = cap
+    """A step ``α ≤ cap`` with ``S + αΔS ≻ 0`` and ``Z + αΔZ ≻ 0`` by Cholesky tests (a
+    factorisation costs a fraction of an eigenvalue solve): ``cap·shrinkᵏ`` until both factor,
+    then ``refine`` bisections towards the last failure, each ending at ``STEP_FRACTION`` of the
+    way. Returns ``α``, both factors and ``Z + αΔZ``."""
+
+    def test(a: float):
+        RS = _potrf(S + a * dS)
+        if RS is None:
+            return None
+        Zn = _sym(Z + a * dZ)
+        RZ = _potrf(Zn)
+        return None if RZ is None else (a, RS, RZ, Zn)
+
+    alpha, bad, found = cap, None, None
     while alpha > 1e-10:
-        RS = _potrf(S + alpha * dS)
-        if RS is not None:
-            Zn = _sym(Z + alpha * dZ)
-            RZ = _potrf(Zn)
-            if RZ is not None:
-                return alpha, RS, RZ, Zn
-        alpha *= shrink
-    return 0.0, None, None, None
+        found = test(alpha)
+        if found is not None:
+            break
+        bad, alpha = alpha, alpha * shrink
+    if found is None:
+        return 0.0, None, None, None
+    for _ in range(refine if bad is not None else 0):
+        mid = alpha + STEP_FRACTION * 0.5 * (bad - alpha)
+        trial = test(mid)
+        if trial is None:
+            bad = mid
+        else:
+            alpha, found = mid, trial
+    return found
 
 
 def _lin_step(x: np.ndarray, dx: np.ndarray) -> float:
