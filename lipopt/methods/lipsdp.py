@@ -5,6 +5,10 @@ the spectral norm of the Jacobian); with one or several scalar targets ``cᵀN``
 constant, bounded on the folded chain ``cᵀW_{L+1}`` with the folding's rounding bounded. On a
 local domain the per-neuron slope ranges over the box are used (stable neurons fixed).
 
+Chains of stride-1 convolutions whose unrolled LMI is large go through the Fourier route
+(:mod:`lipopt.lipsdp_conv`, per-channel multipliers); residual blocks through the DAG LMI
+(:mod:`lipopt.lipsdp_dag`).
+
 ``solver``: ``structured`` (the rank-2 primal–dual solver and the block-Cholesky certificate),
 ``conic`` (the cvxpy interior-point route of :mod:`lipopt.lipsdp`, global only), ``auto``
 (structured).
@@ -171,6 +175,14 @@ class LipSDP(Method):
             err_row = (len(c) + 2) * EPS * (np.abs(c) @ np.abs(last))
         if solver == "conic":
             cert = _conic(ws, lo, hi)
+        elif c is None and _fourier_applies(ws, lo, hi):
+            from ..lipsdp_conv import lipsdp_conv_bound
+
+            remaining = budget.remaining()
+            cert = lipsdp_conv_bound(
+                ws, time_limit=None if math.isinf(remaining) else remaining, rtol=options.rtol,
+                max_memory_bytes=max_memory,
+            )  # fmt: skip
         else:
             from ..lipsdp_chain import lipsdp_bound
 
@@ -193,6 +205,21 @@ class LipSDP(Method):
                 value, True, cert.kind, cert.solver_value, value - (cert.solver_value or 0.0), cert.details
             )
         return cert
+
+
+#: above this LMI order a chain of convolutions goes through the Fourier route (per-channel
+#: multipliers, exact for its zero-padded maps); below, the unrolled per-neuron LMI is tighter
+FOURIER_ORDER = 3000
+
+
+def _fourier_applies(weights, lo, hi) -> bool:
+    from ..lipsdp_conv import conv_chain_specs
+
+    order = weights[0].shape[1] + sum(w.shape[0] for w in weights[:-1])
+    relu = all(np.all(a == 0.0) for a in lo) and all(np.all(b == 1.0) for b in hi)
+    return order > FOURIER_ORDER and relu and all(sp.issparse(w) for w in weights) and (
+        conv_chain_specs(weights) is not None
+    )
 
 
 def _hidden_upper(net, lo, hi) -> float:
