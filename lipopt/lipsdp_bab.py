@@ -9,8 +9,9 @@ also a valid bound on ``max ‖J(s)‖₂`` over any box of slopes ``s ∈ Π[lo
 the two faces ``{0}`` and ``{1}`` loses nothing. Hence:
 
 * a node is a box of slopes (each neuron free, fixed dead or fixed active), bounded by the
-  certified LipSDP value on it (never above its parent's bound: the parent's bound covers the
-  child's box);
+  certified LipSDP value on it, with the fixed neurons substituted exactly (``x_j = s z_j``,
+  :mod:`lipopt.lipsdp_dag`; no multiplier has to grow without bound) — never above its parent's
+  bound (the parent's bound covers the child's box);
 * the upper bound is the maximum over the leaves; best-first on the largest bound; the neuron
   split is the free one with the largest ``‖W_l[j,:]‖ · ‖W_{l+1}[:,j]‖``;
 * leaves whose bound is at or below a lower bound on ``L`` (``‖J(x)‖₂`` at sampled inputs, a
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .lipsdp_chain import lipsdp_bound
+from .lipsdp_dag import lipsdp_dag_bound
+from .network import Network
 
 __all__ = ["BabResult", "lipsdp_branch_and_bound", "sampled_lower_bound"]
 
@@ -77,7 +80,7 @@ def lipsdp_branch_and_bound(
     time_limit: float = 60.0,
     max_nodes: int = 100_000,
     gap: float = 1e-4,
-    rtol: float = 1e-7,
+    rtol: float = 1e-6,
 ) -> BabResult:
     """Certified ℓ2 bound below LipSDP for a ReLU chain (module docstring); global domain."""
     t0 = time.perf_counter()
@@ -86,8 +89,13 @@ def lipsdp_branch_and_bound(
     score = [np.linalg.norm(Ws[i], axis=1) * np.linalg.norm(Ws[i + 1], axis=0) for i in range(len(sizes))]
     lower = sampled_lower_bound(Ws)
 
+    net = Network.from_weights(Ws)
+
     def bound(lo, hi, cap: float) -> float:
-        c = lipsdp_bound(Ws, lo, hi, rtol=rtol)
+        if all(np.all(a == b) for a, b in zip(lo, hi, strict=True)):
+            c = lipsdp_bound(Ws, lo, hi, rtol=rtol)  # a single pattern: the chain route
+        else:  # stable neurons substituted exactly (lipopt.lipsdp_dag)
+            c = lipsdp_dag_bound(net, list(zip(lo, hi, strict=True)), rtol=rtol)
         return min(c.value, cap) if c.certified else cap
 
     lo0, hi0 = [np.zeros(n) for n in sizes], [np.ones(n) for n in sizes]

@@ -229,7 +229,7 @@ def test_residual_bound_matches_the_unrolled_lmi_and_is_sound(seed):
     ]
     cert = lipsdp_dag_bound(net, ranges)
     assert cert.certified
-    data, _ = dag_lmi(net, ranges)
+    data, _, _ = dag_lmi(net, ranges)
     assert cert.value == pytest.approx(_dag_lmi_cvxpy(data), rel=1e-5)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((400, 3))
