@@ -47,12 +47,13 @@ Python object (e.g. ``torch.save(model)``) is refused unless ``trust_pickle=True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -571,69 +572,43 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _torch_file_kind(path: Path) -> str:
+def _torch_file_kind(path: Path, trust_pickle: bool) -> str:
     """``torchscript``, ``program`` (torch.export.save) or ``pickle`` (torch.save), after
     recognizing files that are none of them."""
     src = str(path)
     head = _read_head(path, _TORCH_HINT)
-    if head.startswith(_ZIP_MAGIC):  # torch.save, torch.jit.save and torch.export.save write zip archives
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except (OSError, zipfile.BadZipFile, ValueError):
-            raise LipoptError(
-                f"{src}: cannot be read by torch: a truncated or damaged zip archive (its table of "
-                f"contents is missing or unreadable); copy the file again or {_TORCH_HINT}"
-            ) from None
-        if names and all(n.endswith(".npy") for n in names):
-            raise LipoptError(f"{src}: cannot be read by torch: it is a numpy .npz archive; rename it to .npz")
-        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-        if any(n.rsplit("/", 1)[-1] == "archive_format" for n in names) or path.suffix.lower() == ".pt2":
-            return "program"
-        return "pickle"
     if head[257:262] == b"ustar" or head[:1] == b"\x80":  # the pre-0.4 tar format, legacy pickles
         return "pickle"
-    raise LipoptError(
-        f"{src}: cannot be read by torch: not a PyTorch file (neither a torch.save zip archive "
-        f"nor a pickle; it holds {_content_kind(head)}); {_TORCH_HINT}"
-    )
-
-
-def _unpickle(path: Path, trust_pickle: bool) -> Any:
-    """``torch.load`` with ``weights_only=True`` (tensors and plain containers only); a pickle of
-    Python objects (e.g. a whole ``nn.Module``) is refused unless ``trust_pickle``."""
-    import torch
-
+    if not head.startswith(_ZIP_MAGIC):  # torch.save, torch.jit.save and torch.export.save write zips
+        raise LipoptError(f"{src}: cannot be read by torch: not a PyTorch file (neither a torch.save zip "
+                          f"archive nor a pickle; it holds {_content_kind(head)}); {_TORCH_HINT}")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust_pickle:
-            found = re.search(r"GLOBAL (\S+)", str(err))
-            held = f" ({found.group(1)}, …)" if found else ""
-            raise LipoptError(
-                f"{path}: holds pickled Python objects{held}, e.g. a whole nn.Module saved with "
-                f"torch.save(model); {_PICKLE_HINT}"
-            ) from None
-    return torch.load(str(path), map_location="cpu", weights_only=False)
-
-
-def _load_program(path: Path, trust_pickle: bool) -> Any:
-    """``torch.export.load`` with every pickle in the archive loaded weights-only (plain tensors
-    are stored raw); custom or opaque pickled objects are refused unless ``trust_pickle``."""
-    import torch
-
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        raise LipoptError(f"{src}: cannot be read by torch: a truncated or damaged zip archive (its table "
+                          f"of contents is missing or unreadable); copy the file again or {_TORCH_HINT}"
+                          ) from None
+    if names and all(n.endswith(".npy") for n in names):
+        raise LipoptError(f"{src}: cannot be read by torch: it is a numpy .npz archive; rename it to .npz")
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if not any(n.rsplit("/", 1)[-1] == "archive_format" for n in names) and path.suffix.lower() != ".pt2":
+        return "pickle"
     if not trust_pickle and any("custom_obj_" in n or "opaque_obj_" in n for n in names):
-        raise LipoptError(f"{path}: the program holds pickled Python objects; {_PICKLE_HINT}")
+        raise LipoptError(f"{src}: the program holds pickled Python objects; {_PICKLE_HINT}")
+    return "program"
+
+
+@contextlib.contextmanager
+def _weights_only(force: bool) -> Iterator[None]:
+    """Every ``torch.load`` meanwhile loads weights only (tensors and plain containers), also the
+    ones inside ``torch.export.load`` that ask for unrestricted unpickling."""
     key, previous = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    if not trust_pickle:
+    if force:
         os.environ[key] = "1"
     try:
-        return torch.export.load(str(path))
-    except pickle.UnpicklingError:
-        raise LipoptError(f"{path}: the program holds pickled Python objects; {_PICKLE_HINT}") from None
+        yield
     finally:
         if previous is None:
             os.environ.pop(key, None)
@@ -644,33 +619,35 @@ def _load_program(path: Path, trust_pickle: bool) -> Any:
 def _load_torch_file(
     path: Path, *, input_shape: Sequence[int] | None, name: str | None, trust_pickle: bool
 ) -> Network:
+    """TorchScript code is compiled and plain tensors are read raw; a pickle of Python objects (e.g.
+    a whole ``nn.Module`` saved with ``torch.save``) is refused unless ``trust_pickle``."""
     from .loading.torch_front import quiet
 
     src = str(path)
     torch = _import_torch(f"loading {path}")
-    kind = _torch_file_kind(path)
+    kind = _torch_file_kind(path, trust_pickle)
     try:
-        with quiet():
-            if kind == "torchscript":  # TorchScript code is compiled, not unpickled
+        with quiet(), _weights_only(not trust_pickle):
+            if kind == "torchscript":
                 obj = torch.jit.load(str(path), map_location="cpu")
             elif kind == "program":
-                obj = _load_program(path, trust_pickle)
+                obj = torch.export.load(str(path))
             else:
-                obj = _unpickle(path, trust_pickle)
-    except LipoptError:
-        raise
+                obj = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        held = f" ({found.group(1)}, …)" if found else ""
+        raise LipoptError(f"{src}: holds pickled Python objects{held}, e.g. a whole nn.Module saved with "
+                          f"torch.save(model); {_PICKLE_HINT}") from None
     except Exception as err:  # torch raises many types for corrupt files
-        raise LipoptError(
-            f"{src}: cannot be read by torch ({_short(_first_line(err))}); the file may be damaged: {_TORCH_HINT}"
-        ) from None
+        raise LipoptError(f"{src}: cannot be read by torch ({_short(_first_line(err))}); the file may be "
+                          f"damaged: {_TORCH_HINT}") from None
     if _is_torch_model(obj):
         return from_torch(obj, input_shape=input_shape, name=name or path.stem, source=src)
     if isinstance(obj, Mapping):
-        raise LipoptError(
-            f"{src}: holds a {type(obj).__name__} (a state_dict?), not a module: a state_dict alone has no "
-            "architecture; load it into its nn.Module (model.load_state_dict) and pass the module, or save "
-            "the model with torch.export.save or torch.jit.save"
-        )
+        raise LipoptError(f"{src}: holds a {type(obj).__name__} (a state_dict?), not a module: a state_dict "
+                          "alone has no architecture; load it into its nn.Module (model.load_state_dict) and "
+                          "pass the module, or save the model with torch.export.save or torch.jit.save")
     raise LipoptError(f"{src}: holds a {type(obj).__name__}, not a torch.nn.Module")
 
 
@@ -694,18 +671,38 @@ def from_torch(
     from .loading import torch_front
 
     if not _is_torch_model(module):
-        raise LipoptError(f"expected a torch.nn.Module or a torch.export.ExportedProgram, got {type(module).__name__}")
+        raise LipoptError(f"expected a torch.nn.Module or an ExportedProgram, got {type(module).__name__}")
     src = source or f"torch module {_torch_kind(module)}"
     if isinstance(module, torch.export.ExportedProgram):
         program, run, modules = module, module.module(), []
-        example = next(n.meta["val"] for n in program.graph.nodes if n.op == "placeholder"
-                       and n.name in program.graph_signature.user_inputs)
+        inputs = program.graph_signature.user_inputs
+        example = next(n for n in program.graph.nodes if n.name in inputs).meta["val"]
     else:
-        (program, example), run, modules = torch_front.export_module(module, input_shape, src), module, [module]
-    net = _make_network(lower(torch_front.program_graph(program, src)), name or _torch_kind(module), None, src)
+        program, example = torch_front.export_module(module, input_shape, src)
+        run, modules = module, [module]
+    graph = torch_front.program_graph(program, src)
+    net = _make_network(lower(graph), name or _torch_kind(module), None, src)
     if verify:
-        torch_front.verify(run, modules, net, example, src)
+        tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(example.dtype, 5e-2)
+        run = torch_front.runner(run, modules, example)
+        _verify(net, run, example.shape[1:], tol, src, "the module's forward pass")
     return net
+
+
+def _verify(net: Network, run: Any, shape: Sequence[int], tol: float, src: str, against: str) -> None:
+    """Compare ``net.forward`` with the source model's ``run`` on random inputs, up to ``tol``
+    relative to the output's size (skipped when the source cannot run on this input layout)."""
+    x = np.random.default_rng(0).standard_normal((4, net.input_dim))
+    if int(np.prod(tuple(shape))) != net.input_dim:
+        return  # reported by load_network's input_shape check
+    try:
+        y = run(x.reshape(4, *shape))
+    except Exception:  # the source cannot run on this input layout: nothing to compare
+        return
+    ref = net.forward(x)
+    if y.shape != ref.shape or float(np.abs(y - ref).max()) > tol * (1.0 + float(np.abs(ref).max())):
+        diff = f"shape {y.shape}" if y.shape != ref.shape else f"{np.abs(y - ref).max():.3g}"
+        raise LipoptError(f"{src}: the converted network does not reproduce {against} (difference {diff})")
 
 
 # ---- ONNX --------------------------------------------------------------------------------------
@@ -775,6 +772,9 @@ def from_onnx(
         raise LipoptError(f"expected an onnx.ModelProto or a path, got {type(model).__name__}")
     graph = onnx_front.onnx_graph(model, input_shape, src)
     net = _make_network(lower(graph), name or default_name, None, src)
-    if verify:
-        onnx_front.verify(model, net, graph.input_shape, src)
+    run, dtype = onnx_front.runner(model)
+    if verify and dtype.kind == "f":
+        tol = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}.get(dtype, 5e-2)
+        shape = graph.input_shape or (net.input_dim,)
+        _verify(net, run, shape, tol, src, "the ONNX graph's output (onnx.reference)")
     return net

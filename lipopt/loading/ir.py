@@ -2,14 +2,14 @@
 
 A :class:`Graph` is a list of :class:`Node` in topological order. Node 0 is the network input;
 every other node applies one op to the values of earlier nodes (``inputs`` are node indices),
-and the last node is the output. Values are tensors of one sample (the batch axis is implicit)
-stored flattened in row-major (C×H×W) order, so every op but ``activation`` is affine.
+and ``output`` names the result. Values are one sample (the batch axis is implicit), stored
+flattened in row-major (C×H×W) order; every op but ``activation`` is affine.
 
 =====================  ==============================================================================
 op                     params (numpy arrays or plain numbers)
 =====================  ==============================================================================
 ``input``              –
-``linear``             ``weight`` (out × in), ``bias`` (out or None): ``W x + b`` on flat features
+``linear``             ``weight`` (out × in), ``bias`` (or None): ``W x + b`` on flat features
 ``conv2d``             ``weight`` (C_out, C_in/g, kh, kw), ``bias``, ``stride``, ``padding``,
                        ``dilation``, ``groups``; padding as :func:`lipopt.conv.resolve_padding`
                        takes it, or ``"same_upper"``/``"same_lower"`` (ONNX ``auto_pad``)
@@ -18,8 +18,8 @@ op                     params (numpy arrays or plain numbers)
 ``adaptive_avgpool2d`` ``output_size``
 ``pad2d``              ``pads`` ((top, bottom), (left, right)), ``value``
 ``scale_shift``        ``scale``, ``shift``: ``x·scale + shift`` elementwise, the constants broadcast
-                       against ``(1, *shape)`` as in torch / ONNX (batch axis first)
-``channel_affine``     ``scale``, ``shift``: one value per channel (the sample's first axis); a
+                       against ``(1, *shape)`` as in torch and ONNX (batch axis first)
+``channel_affine``     ``scale``, ``shift``: one value per channel (the sample's first axis), e.g. a
                        batch norm with its running statistics folded in
 ``reshape``            ``shape``: the new sample shape (``-1`` inferred, ``0`` copies the input's
                        dimension), or None to flatten
@@ -28,6 +28,8 @@ op                     params (numpy arrays or plain numbers)
 =====================  ==============================================================================
 
 Identity ops (dropout, aliases) are not nodes: a front end maps their output to their input.
+The constructors below hold what both front ends share (activation names and parameters,
+batch-norm folding, arithmetic with constants, batch-axis reshapes).
 """
 
 from __future__ import annotations
@@ -41,21 +43,8 @@ import numpy as np
 from ..errors import LipoptError
 from ..network import Activation
 
-OPS = frozenset(
-    {
-        "input",
-        "linear",
-        "conv2d",
-        "avgpool2d",
-        "adaptive_avgpool2d",
-        "pad2d",
-        "scale_shift",
-        "channel_affine",
-        "reshape",
-        "activation",
-        "add",
-    }
-)
+OPS = frozenset({"input", "linear", "conv2d", "avgpool2d", "adaptive_avgpool2d", "pad2d", "scale_shift",
+                 "channel_affine", "reshape", "activation", "add"})
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
 
 
@@ -80,25 +69,19 @@ class Graph:
 
     source: str
     input_shape: tuple[int, ...] | None
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=lambda: [Node("input", (), {}, "the input")])
     output: int = 0
     batch: int = 1  # the batch size of the traced example (reshape targets start with it)
 
-    def __post_init__(self) -> None:
-        if self.input_shape is not None:
-            self.input_shape = tuple(int(d) for d in self.input_shape)
-        if not self.nodes:
-            self.nodes.append(Node("input", (), {}, "the input"))
+    def error(self, what: str, problem: str) -> LipoptError:
+        return LipoptError(f"{self.source}: {what}: {problem}")
 
     def add(self, op: str, inputs: Sequence[Ref], what: str, **params: Any) -> Ref:
         """Append a node; returns the reference to its value."""
         if op not in OPS:
             raise ValueError(f"unknown IR op {op!r}")
-        self.nodes.append(Node(op, tuple(int(r.node) for r in inputs), params, what))
+        self.nodes.append(Node(op, tuple(r.node for r in inputs), params, what))
         return Ref(len(self.nodes) - 1)
-
-    def error(self, what: str, problem: str) -> LipoptError:
-        return LipoptError(f"{self.source}: {what}: {problem}")
 
     def activation(self, name: str, x: Ref, what: str, alpha: float | None = None, beta: float = 1.0) -> Ref:
         """``σ(x)``; ``softplus`` with ``β ≠ 1`` is ``softplus(β x)/β`` (exact rescaling around σ)."""
@@ -106,52 +89,52 @@ class Graph:
             act = Activation(name, DEFAULT_ALPHA.get(name, 0.01) if alpha is None else float(alpha))
         except LipoptError as err:
             raise self.error(what, str(err)) from None
-        if beta == 1.0:
-            return self.add("activation", [x], what, activation=act)
         if not beta > 0:
             raise self.error(what, f"beta must be positive, got {beta}")
-        x = self.add("scale_shift", [x], what, scale=np.array(float(beta)), shift=np.zeros(1))
+        if beta != 1.0:
+            x = self.add("scale_shift", [x], what, scale=np.array(float(beta)), shift=np.zeros(1))
         x = self.add("activation", [x], what, activation=act)
-        return self.add("scale_shift", [x], what, scale=np.array(1.0 / beta), shift=np.zeros(1))
+        if beta != 1.0:
+            x = self.add("scale_shift", [x], what, scale=np.array(1.0 / beta), shift=np.zeros(1))
+        return x
+
+    def batch_norm(self, x: Ref, what: str, gamma: Any, beta: Any, mean: Any, var: Any, eps: float) -> Ref:
+        """Eval-mode batch norm ``γ (x − μ)/√(σ² + ε) + β`` as a per-channel affine map."""
+        if mean is None or var is None:
+            raise self.error(what, "batch norm without running statistics (track_running_stats=False) "
+                             "normalizes by batch statistics and is not an affine map")
+        mean, var = np.asarray(mean, float), np.asarray(var, float)
+        scale = (1.0 if gamma is None else np.asarray(gamma, float)) / np.sqrt(var + float(eps))
+        shift = (0.0 if beta is None else np.asarray(beta, float)) - mean * scale
+        return self.add("channel_affine", [x], what, scale=scale, shift=shift)
 
     def arith(self, op: str, x: Ref | np.ndarray, y: Ref | np.ndarray, what: str, alpha: float = 1.0) -> Ref:
-        """``x + α·y``, ``x − α·y``, ``x·y`` or ``x / y`` (``op``: add, sub, mul, div) where at least one
-        operand is a data value: a two-branch ``add``, or an elementwise ``scale_shift``."""
+        """``x + α·y``, ``x − α·y``, ``x·y`` or ``x / y`` (``op``: add, sub, mul, div), at least one
+        operand a data value: a two-branch ``add``, or an elementwise ``scale_shift``."""
         if op == "sub":
             op, alpha = "add", -alpha
-        both = isinstance(x, Ref) and isinstance(y, Ref)
+        if op == "add" and isinstance(x, Ref) and isinstance(y, Ref):
+            return self.add("add", [x, y], what, scales=(1.0, float(alpha)))
+        if isinstance(x, Ref) and isinstance(y, Ref):
+            raise self.error(what, "the product or quotient of two values that depend on the input is not "
+                             "affine")
         if op == "add":
-            if both:
-                return self.add("add", [x, y], what, scales=(1.0, float(alpha)))
-            if isinstance(x, Ref):
-                return self.add(
-                    "scale_shift", [x], what, scale=np.ones(1), shift=alpha * np.asarray(y, float)
-                )
-            return self.add(
-                "scale_shift", [y], what, scale=np.full(1, float(alpha)), shift=np.asarray(x, float)
-            )
-        if both:
-            raise self.error(
-                what, "the product or quotient of two values that depend on the input is not affine"
-            )
-        if op == "mul":
-            data, c = (x, y) if isinstance(x, Ref) else (y, x)
-            return self.add("scale_shift", [data], what, scale=np.asarray(c, float), shift=np.zeros(1))
-        if not isinstance(x, Ref):
+            data, scale, shift = (x, 1.0, alpha * np.asarray(y)) if isinstance(x, Ref) else (y, alpha, x)
+        elif op == "mul":
+            data, scale, shift = (x, y, 0.0) if isinstance(x, Ref) else (y, x, 0.0)
+        elif not isinstance(x, Ref):
             raise self.error(what, "a constant divided by a value that depends on the input is not affine")
-        c = np.asarray(y, float)
-        if np.any(c == 0):
+        elif np.any(np.asarray(y) == 0):
             raise self.error(what, "division by zero")
-        return self.add("scale_shift", [x], what, scale=1.0 / c, shift=np.zeros(1))
+        else:
+            data, scale, shift = x, 1.0 / np.asarray(y, float), 0.0
+        scale, shift = np.asarray(scale, float), np.asarray(shift, float)
+        return self.add("scale_shift", [data], what, scale=scale, shift=shift)
 
     def batch_reshape(self, x: Ref, target: Sequence[int], batch: Sequence[int], what: str) -> Ref:
-        """A reshape of the whole tensor to ``target`` that must keep the batch axis first
-        (``target[0]`` one of ``batch``)."""
+        """A reshape of the whole tensor that keeps the batch axis first (``target[0]`` in ``batch``)."""
         target = [int(d) for d in target]
         if len(target) < 2 or target[0] not in batch:
-            raise self.error(
-                what,
-                "only reshapes that keep the batch axis, to (batch, features) or (batch, C, H, W), "
-                f"are supported, got {target}",
-            )
+            raise self.error(what, "only reshapes that keep the batch axis, to (batch, features) or "
+                             f"(batch, C, H, W), are supported, got {target}")
         return self.add("reshape", [x], what, shape=tuple(target[1:]))
