@@ -637,8 +637,8 @@ def _load_torch_file(
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         held = f" ({found.group(1)}, …)" if found else ""
-        raise LipoptError(f"{src}: holds pickled Python objects{held}, e.g. a whole nn.Module saved with "
-                          f"torch.save(model); {_PICKLE_HINT}") from None
+        raise LipoptError(f"{src}: holds pickled Python objects{held}, as torch.save(model) writes for a "
+                          f"whole nn.Module; {_PICKLE_HINT}") from None
     except Exception as err:  # torch raises many types for corrupt files
         raise LipoptError(f"{src}: cannot be read by torch ({_short(_first_line(err))}); the file may be "
                           f"damaged: {_TORCH_HINT}") from None
