@@ -5,8 +5,9 @@ A method (``naive``, ``lp``, ``sdp``, ``lipsdp``, a branch and bound …) declar
 * ``name``, a one-line ``summary`` and which requests it accepts (:meth:`Method.applies`);
 * ``hierarchy``: ``"level"`` (Sherali–Adams level k) or ``"order"`` (moment order d) when its
   steps are indexed by a hierarchy, else ``None`` (:meth:`Method.levels` gives the defaults);
-* typed ``Options`` (a frozen dataclass; each field's ``metadata["help"]`` documents it; an
-  option's ``metadata["choices"]`` restricts it). The CLI flags ``--{group}-{field}``, the sweep
+* typed ``Options`` (a frozen dataclass; each field's ``metadata["help"]`` documents it,
+  ``metadata["choices"]`` / ``metadata["min"]`` restrict it, and ``__post_init__`` may check
+  combinations, raising :class:`~lipopt.errors.LipoptError`). The CLI flags ``--{group}-{field}``, the sweep
   spec's ``[options.{group}]`` tables and :func:`parse_options` are all generated from them;
 * :meth:`Method.estimate` — the memory a step would take, checked against the memory limit
   *before* anything is built — and :meth:`Method.run`, which builds, solves through a backend
@@ -142,6 +143,11 @@ class Context:
         if isinstance(self._problem, LipoptError):
             raise self._problem
         return self._problem
+
+    @property
+    def built_problem(self) -> LipschitzProblem | None:
+        """The POPs if a step built them (``None`` if none did or the build was refused)."""
+        return None if isinstance(self._problem, LipoptError) else self._problem
 
     def budget(self) -> Budget:
         """A fresh budget for a step that starts now."""
@@ -295,5 +301,8 @@ def parse_options(group: str, given: Mapping[str, Any] | Any | None) -> Any:
             raise LipoptError(
                 f"{group} option {key!r} must be one of {', '.join(map(str, choices))}, got {value!r}"
             )
+        low = f.metadata.get("min")
+        if low is not None and value is not None and not value >= low:
+            raise LipoptError(f"{group} option {key!r} must be >= {low}, got {value!r}")
         values[name] = value
     return cls(**values)
