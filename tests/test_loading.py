@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from test_soundness_audit import Q, assert_above, vertex_max
 
-from lipopt.bounds import abs_product_bound, bound_chain, naive_bound
+from lipopt.bounds import abs_product_bound, naive_bound
+from lipopt.chain import bound_chain
 from lipopt.errors import LipoptError
 from lipopt.loaders import load_network
 from lipopt.network import Residual
