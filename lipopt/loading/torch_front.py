@@ -178,7 +178,9 @@ def _convert(g: Graph, node: Any, env: dict[str, Any]) -> Any:
     import torch
 
     args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: env[n.name])
-    if not any(isinstance(v, Ref) for v in torch.utils._pytree.tree_leaves((args, kwargs))):
+    refs: list[Ref] = []
+    torch.fx.node.map_aggregate((args, kwargs), lambda v: refs.append(v) if isinstance(v, Ref) else None)
+    if not refs:
         with torch.no_grad():  # an op on constants only
             return node.target(*args, **kwargs)
     op = node.target._schema.name.split("::")[-1] if hasattr(node.target, "_schema") else str(node.target)
