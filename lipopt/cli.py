@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chain import DEFAULT_METHODS
+from .chain import AUTO, DEFAULT_TIME_LIMIT
 from .errors import LipoptError
 
 EXIT_BAD_INPUT = 2
@@ -69,7 +69,7 @@ def _bound_epilog() -> str:
     """The method table of ``lipopt bound --help``, generated from the registry."""
     from .registry import methods
 
-    lines = ["methods (--method M; default: naive abs-product lp lower):"]
+    lines = ["methods (--method M, repeatable; without --method the automatic chain chooses):"]
     for name, m in methods().items():
         index = {"level": " (--level K)", "order": " (--order D)"}.get(m.hierarchy or "", "")
         lines.append(f"  {name:<12} {m.summary}{index}")
@@ -158,6 +158,9 @@ def plan_methods(
 
     names: list[str] = []
     levels: dict[str, list[int]] = {}
+    for _, items in plan or []:
+        for _, k in items:
+            _check_level(k)
     shared = [item for m, items in (plan or []) if m == "*" for item in items]
     for m, items in plan or []:
         if m == "*":
@@ -171,7 +174,12 @@ def plan_methods(
                 raise LipoptError(f"--{kind} {k} follows --method {m}, which {has}")
             levels.setdefault(m, []).append(k)
     if not names:
-        names = list(DEFAULT_METHODS)
+        if shared:
+            kind = shared[0][0]
+            raise LipoptError(
+                f"--{kind} needs a --method before it (the automatic chain picks its own levels)"
+            )
+        return [AUTO], {}
     explicit = {m for m, v in levels.items() if v}
     for kind, k in shared:
         targets = [n for n in names if get_method(n).hierarchy == kind]
@@ -338,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=_MethodAction,
         dest="plan",
         metavar="M",
-        help="method (repeatable; see below; default: naive abs-product lp lower)",
+        help="method (repeatable; see below; default: an automatic chain chosen for the network, "
+        "norm and domain, explained under the table)",
     )
     for kind, letter, what in (("level", "K", "Sherali–Adams level"), ("order", "D", "moment order")):
         bound.add_argument(
@@ -356,9 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument(
         "--time-limit",
         type=float,
+        default=DEFAULT_TIME_LIMIT,
         metavar="S",
-        help="time limit per step (a method at one level, all its sub-problems) in seconds (> 0); "
-        "a step stopped early still reports a certified, looser bound",
+        help="time limit per step (a method at one level, all its sub-problems) in seconds (> 0; "
+        f"default {DEFAULT_TIME_LIMIT:g}); a step stopped early still reports a certified, looser bound",
     )
     bound.add_argument(
         "--max-memory",
@@ -549,23 +559,28 @@ def _target_domain(net, args):
     return target, make_domain(net, box=box, center=center, eps=args.eps)
 
 
-def _check_bound_args(args, methods: list[str], levels: dict[str, list[int]]) -> dict:
+def _check_level(k: int) -> None:
+    if k < 1:
+        raise LipoptError(f"a level or order must be a positive integer (such as 3), got {k}")
+    if k > MAX_LEVEL:
+        raise LipoptError(
+            f"level/order {k} is too large (at most {MAX_LEVEL}): relaxations grow exponentially "
+            "with it and are exact once it reaches the largest clique; use e.g. 2-6"
+        )
+
+
+def _check_bound_args(args, methods: list[str]) -> dict:
     """Checks of ``lipopt bound``'s options; returns the method options per group."""
-    for values in levels.values():
-        for k in values:
-            if k < 1:
-                raise LipoptError(f"a level or order must be a positive integer (such as 3), got {k}")
-            if k > MAX_LEVEL:
-                raise LipoptError(
-                    f"level/order {k} is too large (at most {MAX_LEVEL}): relaxations grow exponentially "
-                    "with it and are exact once it reaches the largest clique; use e.g. 2-6"
-                )
     if args.time_limit is not None and not (args.time_limit > 0):  # also rejects NaN
         raise LipoptError(f"--time-limit must be a positive number of seconds, got {_num(args.time_limit)}")
     if not (args.max_memory > 0):
         raise LipoptError(f"--max-memory must be a positive number of GB, got {_num(args.max_memory)}")
     if args.seed < 0:
         raise LipoptError(f"--seed must be a non-negative integer, got {args.seed}")
+    if methods == [AUTO]:
+        from .registry import method_names
+
+        methods = list(method_names())  # the automatic chain may pick any method
     return _method_options(args, methods)
 
 
@@ -694,16 +709,16 @@ def cmd_bound(args) -> int:
     from .chain import bound_chain
 
     methods, levels = plan_methods(args.plan)
-    options = _check_bound_args(args, methods, levels)
+    options = _check_bound_args(args, methods)
     _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
-    if "lower" not in methods:
+    if methods != [AUTO] and "lower" not in methods:
         methods = [*methods, "lower"]
     chain = bound_chain(
         net,
         args.norm,
-        methods,
+        AUTO if methods == [AUTO] else methods,
         levels,
         target,
         domain,
@@ -752,6 +767,8 @@ def format_chain(chain) -> str:
             + (f", {ratio:.3f}× the lower bound" if ratio else "")
         )
     lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
+    if chain.plan:
+        lines += ["automatic chain:", *(f"  {line}" for line in chain.plan)]
     return "\n".join(lines)
 
 
