@@ -58,6 +58,89 @@ class ChainResult:
     def rows(self) -> list[BoundResult]:
         return self.bounds
 
+    def table(self) -> str:
+        """The rows as the text table ``lipopt bound`` prints (notes and the plan below it)."""
+        where = "global" if self.domain is None else self.domain.description
+        labels = self.target.labels
+        what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
+        lines = [
+            f"{self.network}  ℓ{'∞' if self.norm == 'inf' else self.norm}  {what}  {where}",
+            f"{'method':<14}{'level':>6}{'upper bound':>16}  {'certified':<10}{'status':<12}"
+            f"{'build s':>9}{'solve s':>9}",
+        ]
+        notes: list[str] = []
+        for b in self.bounds:
+            level = "" if b.level is None else str(b.level)
+            val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
+            ran = b.status.ran
+            bt = f"{b.timings.build:.2f}" if ran else ""
+            st = f"{b.timings.solve:.2f}" if ran else ""
+            mark = ""
+            if b.note:
+                notes.append(b.note)
+                mark = f"  [{len(notes)}]"
+            cert = "yes" if b.certified else "NO"
+            lines.append(
+                f"{b.method:<14}{level:>6}{val:>16}  {cert:<10}{b.status.value:<12}{bt:>9}{st:>9}{mark}"
+            )
+        if self.lower_bound is not None:
+            lines.append(f"{'lower':<14}{'':>6}{self.lower_bound.value:>16.6g}  ({self.lower_bound.method})")
+        best = self.best
+        if best is not None:
+            ratio = self.ratio
+            lines.append(
+                f"best certified: {best.value:.6g} ({best.label})"
+                + (f", {ratio:.3f}× the lower bound" if ratio else "")
+            )
+        lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
+        if self.plan:
+            lines += ["automatic chain:", *(f"  {line}" for line in self.plan)]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        """A table for notebooks: one row per method, the lower bound and the best bound."""
+        from html import escape
+
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("method", "level", "upper bound", "certified", "status", "time s", "note")
+        )
+        body = []
+        best = self.best
+        for b in self.bounds:
+            val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
+            style = ' style="font-weight:bold"' if b is best else ""
+            cells = (
+                b.method,
+                "" if b.level is None else b.level,
+                val,
+                "yes" if b.certified else "NO",
+                b.status.value,
+                f"{b.timings.total:.2f}",
+                b.note or "",
+            )
+            body.append(f"<tr{style}>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+        if self.lower_bound is not None:
+            low = self.lower_bound
+            body.append(
+                f"<tr><td>lower</td><td></td><td>{low.value:.6g}</td><td>(real points)</td>"
+                f"<td></td><td></td><td>{escape(low.method)}</td></tr>"
+            )
+        where = "global" if self.domain is None else self.domain.description
+        caption = escape(
+            f"{self.network} — ℓ{'∞' if self.norm == 'inf' else self.norm}, "
+            f"{', '.join(self.target.labels[:3])}{'…' if len(self.target.labels) > 3 else ''}, {where}"
+        )
+        plan = "".join(f"<li>{escape(line)}</li>" for line in self.plan)
+        return (
+            f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
+            f"</tbody></table>"
+            + (f"<details><summary>automatic chain</summary><ul>{plan}</ul></details>" if plan else "")
+        )
+
     @property
     def best(self) -> BoundResult | None:
         """The smallest certified upper bound."""

@@ -706,70 +706,37 @@ def cmd_info(args) -> int:
 
 
 def cmd_bound(args) -> int:
-    from .chain import bound_chain
+    from .api import bound
 
     methods, levels = plan_methods(args.plan)
     options = _check_bound_args(args, methods)
     _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
-    if methods != [AUTO] and "lower" not in methods:
-        methods = [*methods, "lower"]
-    chain = bound_chain(
+    chain = bound(
         net,
         args.norm,
-        AUTO if methods == [AUTO] else methods,
-        levels,
-        target,
-        domain,
+        output=args.output,
+        margin=None if args.margin is None else tuple(args.margin),
+        domain=domain,
+        methods=AUTO if methods == [AUTO] else methods,
+        levels=levels,
         seed=args.seed,
         time_limit=args.time_limit,
-        max_memory_bytes=args.max_memory * 1e9,
+        max_memory_gb=args.max_memory,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
         options=options or None,
     )
     if args.json:
         _print_json(chain.to_dict())
         return 0
-    print(format_chain(chain))
+    print(chain.table())
     return 0
 
 
 def format_chain(chain) -> str:
-    where = "global" if chain.domain is None else chain.domain.description
-    labels = chain.target.labels
-    what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
-    lines = [
-        f"{chain.network}  ℓ{'∞' if chain.norm == 'inf' else chain.norm}  {what}  {where}",
-        f"{'method':<14}{'level':>6}{'upper bound':>16}  {'certified':<10}{'status':<12}"
-        f"{'build s':>9}{'solve s':>9}",
-    ]
-    notes: list[str] = []
-    for b in chain.bounds:
-        level = "" if b.level is None else str(b.level)
-        val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
-        ran = b.status.ran
-        bt = f"{b.timings.build:.2f}" if ran else ""
-        st = f"{b.timings.solve:.2f}" if ran else ""
-        cert = "yes" if b.certified else "NO"
-        mark = ""
-        if b.note:
-            notes.append(b.note)
-            mark = f"  [{len(notes)}]"
-        lines.append(f"{b.method:<14}{level:>6}{val:>16}  {cert:<10}{b.status.value:<12}{bt:>9}{st:>9}{mark}")
-    if chain.lower_bound is not None:
-        lines.append(f"{'lower':<14}{'':>6}{chain.lower_bound.value:>16.6g}  ({chain.lower_bound.method})")
-    best = chain.best
-    if best is not None:
-        ratio = chain.ratio
-        lines.append(
-            f"best certified: {best.value:.6g} ({best.label})"
-            + (f", {ratio:.3f}× the lower bound" if ratio else "")
-        )
-    lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
-    if chain.plan:
-        lines += ["automatic chain:", *(f"  {line}" for line in chain.plan)]
-    return "\n".join(lines)
+    """The text table of ``lipopt bound`` (see :meth:`lipopt.chain.ChainResult.table`)."""
+    return chain.table()
 
 
 def _check_picture_path(text: str) -> Path:
