@@ -272,28 +272,33 @@ def bound_chain(
     plan: list[str] = []
     if automatic:
         chosen, requested, plan = plan_automatic(ctx)
-    rows: list[BoundResult] = []
-    refusals: list[str] = []
-    lower: LowerBound | None = None
-    try:
-        for method in chosen:
-            options_m = opts.get(method.group()) or parse_options(method.group(), None)
-            if method.kind == "lower":
-                bar.step("lower bound")
-                lower = _better_lower(lower, method.search(ctx, options_m))
-                continue
-            for row in _run_method(ctx, method, requested.get(method.name), options_m, rows):
-                if row.status is Status.REFUSED:
-                    refusals.append(row.note or f"{row.label} refused")
-                rows.append(row)
-    finally:
-        bar.done()
+    rows, lower = _run_chain(ctx, chosen, requested, opts)
+    refusals = [r.note or f"{r.label} refused" for r in rows if r.status is Status.REFUSED]
     if raise_if_all_refused and rows and len(refusals) == len(rows):
         raise LipoptError(refusals[0])
     for row in rows:  # a method that found real points (a branch and bound) improves the lower bound
         if row.lower is not None and np.isfinite(row.lower):
             lower = _better_lower(lower, LowerBound(float(row.lower), f"{row.label} (real point)"))
     return ChainResult(net.name, norm, target, domain, rows, lower, ctx.built_problem, plan)
+
+
+def _run_chain(
+    ctx: Context, chosen: list[Method], requested: dict[str, list[int]], opts: dict[str, Any]
+) -> tuple[list[BoundResult], LowerBound | None]:
+    """Every step of the chosen methods in order; the lower-bound search where it is listed."""
+    rows: list[BoundResult] = []
+    lower: LowerBound | None = None
+    try:
+        for method in chosen:
+            options = opts.get(method.group()) or parse_options(method.group(), None)
+            if method.kind == "lower":
+                ctx.progress.step("lower bound")
+                lower = _better_lower(lower, method.search(ctx, options))
+            else:
+                rows.extend(_run_method(ctx, method, requested.get(method.name), options, rows))
+    finally:
+        ctx.progress.done()
+    return rows, lower
 
 
 def _better_lower(a: LowerBound | None, b: LowerBound | None) -> LowerBound | None:

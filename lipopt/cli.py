@@ -307,20 +307,8 @@ def _method_options(args, methods: list[str]) -> dict:
     return given
 
 
-def build_parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
-        prog="lipopt",
-        description="Certified upper bounds on Lipschitz constants of neural networks "
-        "by sparse polynomial optimization.",
-        epilog=MAIN_EPILOG,
-        formatter_class=raw,
-    )
-    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_info_command(sub, raw) -> None:
+    """``lipopt info``: architecture and sparsity."""
     info = sub.add_parser(
         "info",
         help="architecture, parameters and sparsity of a network",
@@ -332,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(info)
 
+
+def _add_bound_command(sub, raw) -> None:
+    """``lipopt bound``: methods, levels, target, domain, limits and the generated method options."""
     bound = sub.add_parser(
         "bound",
         help="bound the Lipschitz constant",
@@ -384,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(bound)
     _add_method_options(bound)
 
+
+def _add_graph_command(sub, raw) -> None:
+    """``lipopt graph``: sparsity graph and cliques."""
     graph = sub.add_parser(
         "graph",
         help="correlative sparsity graph, chordal extension, cliques",
@@ -409,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--json", action="store_true", help="print JSON on stdout")
     _add_common(graph)
 
+
+def _add_sweep_command(sub, raw) -> None:
+    """``lipopt sweep``: a grid of requests into one table."""
     sweep = sub.add_parser(
         "sweep",
         help="run a grid of networks × norms × methods × degrees",
@@ -440,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _add_common(sweep, input_shape=False)
 
+
+def _add_plot_command(sub, raw) -> None:
+    """``lipopt plot``: figures of a results table."""
     plot = sub.add_parser(
         "plot",
         help="plots of a sweep's results table",
@@ -455,6 +455,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", action="append", choices=["png", "pdf"], help="figure format (repeatable; default both)"
     )
     _add_common(plot, input_shape=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="lipopt",
+        description="Certified upper bounds on Lipschitz constants of neural networks "
+        "by sparse polynomial optimization.",
+        epilog=MAIN_EPILOG,
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for add in (
+        _add_info_command,
+        _add_bound_command,
+        _add_graph_command,
+        _add_sweep_command,
+        _add_plot_command,
+    ):
+        add(sub, raw)
     return parser
 
 
