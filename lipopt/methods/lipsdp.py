@@ -2,16 +2,21 @@
 
 Quantity: without a target, the network's ℓ2→ℓ2 constant (LipSDP's vector constant is exactly
 the spectral norm of the Jacobian); with one or several scalar targets ``cᵀN``, each target's
-constant, bounded on the folded chain ``cᵀW_{L+1}`` with the folding's rounding bounded. On a
-local domain the per-neuron slope ranges over the box are used (stable neurons fixed).
+constant, bounded on the folded chain ``cᵀW_{L+1}`` with the folding's rounding bounded
+(``per_target=False``: the vector constant times ``‖c‖₂`` instead).
 
 Chains of stride-1 convolutions whose unrolled LMI is large go through the Fourier route
-(:mod:`lipopt.lipsdp_conv`, per-channel multipliers); residual blocks through the DAG LMI
-(:mod:`lipopt.lipsdp_dag`).
+(:mod:`lipopt.lipsdp_conv`, per-channel multipliers).
 
-``solver``: ``structured`` (the rank-2 primal–dual solver and the block-Cholesky certificate),
-``conic`` (the cvxpy interior-point route of :mod:`lipopt.lipsdp`, global only), ``auto``
-(structured).
+``solver``: ``auto``/``structured`` (the rank-2 primal–dual solver and the block-Cholesky
+certificate), ``conic`` or a conic solver's name (``CVXOPT``, ``CLARABEL``, ``SCS``, ``MOSEK``:
+the cvxpy interior-point route of :mod:`lipopt.lipsdp`, run in a child process under the limits
+since CVXOPT cannot be interrupted).
+
+Kept global (a local request gets the global row, converted by the chain) and chain-only, as the
+existing audits expect: :func:`lipopt.lipsdp_chain.lipsdp_bound` takes per-neuron slope ranges
+(local domains, branch-and-bound nodes) and :func:`lipopt.lipsdp_dag.lipsdp_dag_bound` residual
+blocks; switching the method to them is ``supports_local``/``supports_residual`` plus the audits.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import LipoptError
 from ..floats import EPS, round_up
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 
-SOLVERS = ("auto", "structured", "conic")
+CONIC = ("CVXOPT", "CLARABEL", "SCS", "MOSEK")
+SOLVERS = ("auto", "structured", "conic", *CONIC)
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,20 @@ class LipSDPOptions:
     solver: str = field(
         default="auto",
         metadata={
-            "help": "structured (rank-2 primal-dual + block Cholesky), conic (cvxpy), auto",
+            "help": "auto/structured (rank-2 primal-dual, block Cholesky), conic or a conic solver (cvxpy)",
             "choices": SOLVERS,
         },
     )
     rtol: float = field(
         default=1e-9, metadata={"help": "relative optimality tolerance of the structured solver"}
+    )
+    per_target: bool | None = field(
+        default=None,
+        metadata={"help": "fold each target into the last layer (default: when targets are given)"},
+    )
+    reduce_input: bool = field(default=True, metadata={"help": "exact input-space reduction (conic route)"})
+    solver_options: dict | None = field(
+        default=None, metadata={"help": "keyword arguments of the conic solver"}
     )
 
 
@@ -78,16 +91,18 @@ class LipSDP(Method):
     summary = "LipSDP-Neuron SDP (ℓ2), structured interior point, certified by block Cholesky"
     Options = LipSDPOptions
     norms = ("2",)
+    supports_local = False
+    supports_residual = False
 
-    def applies(self, ctx: Context) -> str | None:
-        why = super().applies(ctx)
-        if why is None and self.solver_for(ctx, LipSDPOptions()) == "conic" and ctx.is_local:
-            return "lipsdp with solver=conic is global only"
-        return why
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        neurons = sum(ctx.net.hidden_sizes)
+        if neurons > 20000:
+            return f"{neurons} neurons: the LMI is too large"
+        return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons, structured solver)")
 
     @staticmethod
     def solver_for(ctx: Context, options: LipSDPOptions) -> str:
-        return "structured" if options.solver == "auto" else options.solver
+        return "structured" if options.solver in ("auto", "structured") else "conic"
 
     def estimate(self, ctx: Context, level, options) -> Size:
         sizes = ctx.net.hidden_sizes
@@ -98,12 +113,16 @@ class LipSDP(Method):
         )
 
     def run(self, ctx: Context, level, options: LipSDPOptions) -> BoundResult:
+        if self.solver_for(ctx, options) == "conic":
+            return _conic_row(ctx, options)
         t0 = time.perf_counter()
-        solver = self.solver_for(ctx, options)
+        solver = "structured"
         weights = _weights(ctx) if ctx.net.is_chain else []
         lo, hi = _slopes(ctx)
-        vector = ctx.target.kind == "all-outputs"
-        targets = [None] if vector else list(ctx.target.vectors)
+        per_target = options.per_target
+        if per_target is None:
+            per_target = ctx.target.kind != "all-outputs"
+        targets = list(ctx.target.vectors) if per_target else [None]
         budget = ctx.budget()
         certs = []
         for c in targets:
@@ -119,8 +138,14 @@ class LipSDP(Method):
             else Status.OPTIMAL
         )
         elapsed = time.perf_counter() - t0
+        value = worst.value
+        if not per_target and ctx.target.kind != "all-outputs":
+            # |cᵀ(N(x) − N(y))| ≤ ‖c‖₂ L ‖x − y‖₂
+            value = round_up(
+                value * max(float(np.linalg.norm(c)) for c in ctx.target.vectors) * (1 + 4 * EPS), 1
+            )
         cert = Certificate(
-            worst.value if certified else math.inf,
+            value if certified else math.inf,
             certified,
             worst.kind,
             worst.solver_value,
@@ -138,7 +163,8 @@ class LipSDP(Method):
                 certify=sum(float(x.details.get("certify_time_s", 0.0)) for x in certs),
             ),
             Size(neurons=sum(ctx.net.hidden_sizes), solves=len(certs)),
-            solver="structured primal-dual (rank-2 HKM)" if solver == "structured" else "cvxpy conic",
+            solver="structured primal-dual (rank-2 HKM)",
+            note=_note(ctx, per_target),
         )
 
     def _residual(self, ctx: Context, lo, hi, c, options, budget) -> Certificate:
@@ -173,9 +199,7 @@ class LipSDP(Method):
             ws[-1] = (c @ last)[None, :]
             # |fl(cᵀW) − cᵀW| ≤ (len(c) + 2)·eps·|c|ᵀ|W| entrywise
             err_row = (len(c) + 2) * EPS * (np.abs(c) @ np.abs(last))
-        if solver == "conic":
-            cert = _conic(ws, lo, hi)
-        elif c is None and _fourier_applies(ws, lo, hi):
+        if c is None and _fourier_applies(ws, lo, hi):
             from ..lipsdp_conv import lipsdp_conv_bound
 
             remaining = budget.remaining()
@@ -217,9 +241,52 @@ def _fourier_applies(weights, lo, hi) -> bool:
 
     order = weights[0].shape[1] + sum(w.shape[0] for w in weights[:-1])
     relu = all(np.all(a == 0.0) for a in lo) and all(np.all(b == 1.0) for b in hi)
-    return order > FOURIER_ORDER and relu and all(sp.issparse(w) for w in weights) and (
-        conv_chain_specs(weights) is not None
+    return (
+        order > FOURIER_ORDER
+        and relu
+        and all(sp.issparse(w) for w in weights)
+        and (conv_chain_specs(weights) is not None)
     )
+
+
+def _note(ctx: Context, per_target: bool) -> str:
+    if per_target:
+        return "LipSDP of the scalar network cᵀN (the target folded into the last layer)"
+    if ctx.target.kind == "all-outputs":
+        return "LipSDP's vector-output constant (the Jacobian's ℓ2→ℓ2 norm)"
+    return "LipSDP's vector-output constant times ‖c‖₂"
+
+
+def _conic_row(ctx: Context, options: LipSDPOptions) -> BoundResult:
+    """The cvxpy interior-point route (:func:`lipopt.bounds._lipsdp_bound`), in a child process
+    stopped at the time and memory limits (CVXOPT cannot be interrupted)."""
+    from ..bounds import _lipsdp_bound
+    from ..limits import StepOutOfMemory, StepTimeout, run_bounded
+    from ._legacy import _convert
+
+    kw = {"per_target": options.per_target, "reduce_input": options.reduce_input}
+    if options.solver in CONIC:
+        kw["solver"] = options.solver
+    kw.update(options.solver_options or {})
+    t0 = time.perf_counter()
+    try:
+        old = run_bounded(
+            lambda: _lipsdp_bound(ctx.net, ctx.norm, ctx.target, ctx.domain, {"lipsdp": kw}),
+            ctx.time_limit, ctx.max_memory_bytes,
+        )  # fmt: skip
+    except StepTimeout:
+        return BoundResult(
+            "lipsdp", None, math.inf, False, Status.TIME_LIMIT, Timings(time.perf_counter() - t0),
+            note="conic route stopped at the time limit before a certificate",
+        )  # fmt: skip
+    except StepOutOfMemory:
+        return BoundResult.refused(
+            "lipsdp", None, "conic route exceeded the memory limit", time.perf_counter() - t0
+        )
+    row = _convert(old, None)
+    if old.size.get("per_target"):
+        return row.with_note("LipSDP of the scalar network cᵀN (the target folded into the last layer)")
+    return row.with_note("LipSDP's vector-output constant times ‖c‖₂")
 
 
 def _hidden_upper(net, lo, hi) -> float:
@@ -243,28 +310,3 @@ def _hidden_upper(net, lo, hi) -> float:
             total *= _spectral_upper(layer.weight) * slopes[k]
         k += 1
     return round_up(total * (1 + 16 * EPS * (k + 1)), 2)
-
-
-def _conic(weights, lo, hi) -> Certificate:
-    """The cvxpy interior-point route of :mod:`lipopt.lipsdp` (uniform slopes only)."""
-    from ..lipsdp import lipsdp_neuron
-
-    alpha = min(float(np.min(x)) for x in lo)
-    beta = max(float(np.max(x)) for x in hi)
-    if not (all(np.all(x == alpha) for x in lo) and all(np.all(x == beta) for x in hi)):
-        raise LipoptError("lipsdp with solver=conic supports one slope interval for all neurons")
-    dense = [w.toarray() if sp.issparse(w) else w for w in weights]
-    t0 = time.perf_counter()
-    r = lipsdp_neuron(dense, alpha=alpha, beta=beta)
-    return Certificate(
-        r.certified_value,
-        r.certified,
-        "LMI check (dense eigenvalue, lipopt.lipsdp)",
-        r.solver_value,
-        r.certified_value - r.solver_value,
-        {
-            "solve_time_s": r.solve_time_s,
-            "certify_time_s": r.certify_time_s,
-            "time_s": time.perf_counter() - t0,
-        },
-    )
