@@ -20,8 +20,9 @@ The test
    exact floats, so ``|Ŝ − S| ≤ γ_K |S|_abs`` entrywise (``|S|_abs`` the same assembly with
    absolute values; ``γ_K = K·eps/(1 − K·eps)`` with ``eps = 2^-52``, twice the unit roundoff,
    Higham Lemma 3.4/§3.5), applied as an operator ``w ↦ F(w)``.
-2. A diagonal shift ``c > 0`` is subtracted and ``Â = Ŝ − diag(c)`` (with ``ρ'`` on the input
-   block) is factored by a **block Cholesky in reverse layer order** (hidden layers from the
+2. A diagonal shift ``c > 0`` is subtracted and ``Â = fl(Ŝ − diag(c))`` (with ``ρ'`` on the
+   input block; that rounding, ``≤ eps·(|Ŝ_ii| + c_i + ρ')``, is added to the requirement below) is
+   factored by a **block Cholesky in reverse layer order** (hidden layers from the
    output back, the input block last): ``R_L = chol(Â_LL)``, ``X_l = R_l^{-T} Â_{l, l-1}``,
    ``R_{l-1} = chol(Â_{l-1,l-1} − X_lᵀ X_l)``. It never fills outside the band, and every entry
    of ``R`` is an inner product of at most ``k = max_l(n_l + n_{l-1}) + 4`` terms, so
@@ -255,7 +256,13 @@ def certify_blocks(blocks, rho: float, *, attempts: int = 4) -> ChainCheck:
         ww = [w0, *w[1:]]
         form = blocks.form_error(ww, rho_c)
         rr = _abs_R_apply(R, X, ww)
-        need = [(g_chol * rr[l] + form[l]) * inflate / ww[l] + TINY for l in range(L + 1)]
+        # + the rounding of forming the factored diagonal fl(Ŝ_ii − c_i) (and + ρ' on the input)
+        diag_abs = [
+            np.abs(np.real(np.diag(blocks.D[l]))) + c[l] + (rho_c if l == 0 else 0.0) for l in range(L + 1)
+        ]
+        need = [
+            (g_chol * rr[l] + form[l]) * inflate / ww[l] + 2 * EPS * diag_abs[l] + TINY for l in range(L + 1)
+        ]
         ratio = max(float(np.max(need[l] / c[l])) for l in range(L + 1))
         if ratio <= 1.0:
             return ChainCheck(
