@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from .lipsdp_chain import lipsdp_bound
 from .lipsdp_dag import lipsdp_dag_bound
@@ -55,7 +56,7 @@ class BabResult:
 def sampled_lower_bound(weights: Sequence[np.ndarray], n: int = 2000, seed: int = 0) -> float:
     """``max ‖J(x)‖₂`` over Gaussian inputs (each pattern seen is a real region: a lower bound)."""
     rng = np.random.default_rng(seed)
-    Ws = [np.asarray(w, dtype=float) for w in weights]
+    Ws = [w.toarray() if sp.issparse(w) else np.asarray(w, dtype=float) for w in weights]
     X = rng.standard_normal((n, Ws[0].shape[1]))
     H = X
     masks = []
@@ -84,7 +85,7 @@ def lipsdp_branch_and_bound(
 ) -> BabResult:
     """Certified ℓ2 bound below LipSDP for a ReLU chain (module docstring); global domain."""
     t0 = time.perf_counter()
-    Ws = [np.asarray(w, dtype=float) for w in weights]
+    Ws = [w.toarray() if sp.issparse(w) else np.asarray(w, dtype=float) for w in weights]
     sizes = [w.shape[0] for w in Ws[:-1]]
     score = [np.linalg.norm(Ws[i], axis=1) * np.linalg.norm(Ws[i + 1], axis=0) for i in range(len(sizes))]
     lower = sampled_lower_bound(Ws)
