@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="substring filter on network names")
     ap.add_argument("--bab", action="store_true", help="run the below-LipSDP branch and bound table instead")
     ap.add_argument("--digits", action="store_true", help="GLipSDP digits nets, all seeds, vs published")
+    ap.add_argument("--sweep", action="store_true", help="time against depth and width (random chains)")
     ap.add_argument("--products-only", action="store_true", help="recompute the product column of old rows")
     args = ap.parse_args()
     if args.bab:
@@ -235,6 +236,9 @@ def main() -> None:
         return
     if args.digits:
         digits_table(60.0)
+        return
+    if args.sweep:
+        scaling_sweep()
         return
     import cvxpy  # noqa: F401  (imported before forking: the children's times exclude the import)
     import torch  # noqa: F401
@@ -401,6 +405,36 @@ def digits_table(time_limit: float) -> None:
             )
             print(lines[-1], flush=True)
             (OUT.parent / "l2_scale_digits.md").write_text("\n".join(lines) + "\n")
+
+
+def scaling_sweep() -> None:
+    """Time against depth (width 64) and width (depth 4) on random chains (He init, seed 0):
+    ours only, with ECLipsE-Fast's closed form and the product of norms for the value."""
+    from lipopt.lipsdp_chain import lipsdp_bound
+
+    lines = [
+        "# Time against depth and width (random chains, vector ℓ2 constant)",
+        "",
+        "`benchmarks/l2_scale.py --sweep` (2 shared cores). `order` = LMI order solved (input reduced).",
+        "",
+        "| depth | width | order | ours | certified | iterations | ours s | ECLipsE-Fast | product |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    cases = [(d, 64) for d in (2, 4, 8, 16, 32)] + [(4, w) for w in (32, 128, 256, 512)]
+    for depth, width in cases:
+        rng = np.random.default_rng(0)
+        sizes = [width] * (depth + 1) + [10]
+        ws = [rng.standard_normal((b, a)) * np.sqrt(2.0 / a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        t0 = time.perf_counter()
+        c = lipsdp_bound(ws)
+        dt = time.perf_counter() - t0
+        prod = float(np.prod([np.linalg.norm(w, 2) for w in ws]))
+        lines.append(
+            f"| {depth} | {width} | {int(c.details['lmi_order'])} | {c.value:.7g} | {c.certified} | "
+            f"{int(c.details['iterations'])} | {dt:.2f} | {_eclipse_fast_dense(ws):.7g} | {prod:.7g} |"
+        )
+        print(lines[-1], flush=True)
+        (OUT.parent / "l2_scale_sweep.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
