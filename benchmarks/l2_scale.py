@@ -424,7 +424,8 @@ def scaling_sweep() -> None:
     for depth, width in cases:
         rng = np.random.default_rng(0)
         sizes = [width] * (depth + 1) + [10]
-        ws = [rng.standard_normal((b, a)) * np.sqrt(2.0 / a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        ws = [rng.standard_normal((b, a)) * np.sqrt(2.0 / a) for a, b in pairs]
         t0 = time.perf_counter()
         c = lipsdp_bound(ws)
         dt = time.perf_counter() - t0
