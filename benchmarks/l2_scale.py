@@ -235,7 +235,7 @@ def main() -> None:
         below_lipsdp(60.0)
         return
     if args.digits:
-        digits_table(60.0)
+        digits_table(20.0)
         return
     if args.sweep:
         scaling_sweep()
