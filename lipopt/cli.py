@@ -680,10 +680,8 @@ def cmd_bound(args) -> int:
 
 def format_chain(chain) -> str:
     where = "global" if chain.domain is None else chain.domain.description
-    labels = chain.target.labels
-    what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
     lines = [
-        f"{chain.network}  ℓ{'∞' if chain.norm == 'inf' else chain.norm}  {what}  {where}",
+        f"{chain.network}  {chain.quantity}  {where}",
         f"{'method':<12}{'degree':>7}{'upper bound':>16}  {'certified':<10}{'status':<12}"
         f"{'build s':>9}{'solve s':>9}",
     ]
