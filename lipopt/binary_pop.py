@@ -19,10 +19,11 @@ from .polynomial import PAD, Polynomial
 
 @dataclass(frozen=True)
 class VariableTable:
-    """Per variable of the norm-gradient polynomial: kind (``t``/``s``), layer, neuron, range."""
+    """Per variable of the norm-gradient polynomial: kind (``t`` input, ``s`` site, ``o`` output),
+    layer, neuron, range."""
 
-    kind: np.ndarray  # '<U1': "t" or "s"
-    layer: np.ndarray  # 0 for t, l ≥ 1 for s_l
+    kind: np.ndarray  # '<U1': "t", "s" or "o"
+    layer: np.ndarray  # 0 for t, l ≥ 1 for s_l, L + 1 for o
     neuron: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
@@ -32,7 +33,7 @@ class VariableTable:
 
     def names(self) -> list[str]:
         return [
-            f"t{j}" if k == "t" else f"s{l}_{j}"
+            f"{k}{j}" if k in ("t", "o") else f"s{l}_{j}"
             for k, l, j in zip(self.kind, self.layer, self.neuron, strict=True)
         ]
 

@@ -48,6 +48,8 @@ class Norm(str):
     quantity: str
     #: True when that constant is exactly the maximum over output rows of the scalar constants
     rows_exact: bool = False
+    #: True when :meth:`network_pops` bounds the network's constant without combining rows
+    has_network_pops: bool = False
 
     def __reduce__(self):
         return parse_norm, (str(self),)
@@ -97,6 +99,19 @@ class Norm(str):
         """Binary POPs whose largest maximum ``v`` gives ``L_p(cᵀN) ≤`` :meth:`pop_bound` ``(v)``,
         from the norm-gradient polynomial ``P(t, s) = tᵀ∇(cᵀN)`` (``t`` = the first ``n0``
         variables of ``table``)."""
+        raise NotImplementedError
+
+    def network_pops(
+        self,
+        P: Polynomial,
+        table: VariableTable,
+        n0: int,
+        label: str,
+        path_err: float,
+        max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
+    ) -> list[BinaryPOP]:
+        """Binary POPs bounding the network's constant directly, from ``P(t, s, o) = tᵀ J(s)ᵀ o``
+        with output variables ``o ∈ [−1, 1]^m`` (only where :attr:`has_network_pops`)."""
         raise NotImplementedError
 
     def pop_bound(self, value: float) -> float:
@@ -176,6 +191,18 @@ class L1(Norm):
             if Pi.num_terms:
                 pops.append(binarize(Pi, table, f"{label}, input {i}, +", path_err))
                 pops.append(binarize(-Pi, table, f"{label}, input {i}, −", path_err))
+        return pops or [empty_pop(table, label)]
+
+    has_network_pops = True
+
+    def network_pops(self, P, table, n0, label, path_err, max_square_products=DEFAULT_MAX_SQUARE_PRODUCTS):
+        """``‖J‖_{1→1} = max_i max_{o ∈ [−1,1]^m} (J(s)ᵀ o)_i``: one POP per input coordinate ``i``
+        (the output signs are variables, so no ± copies)."""
+        pops = [
+            binarize(Pi, table, f"{label}, input {i}", path_err)
+            for i, Pi in enumerate(split_by_input(P, n0))
+            if Pi.num_terms
+        ]
         return pops or [empty_pop(table, label)]
 
     def combine_rows(self, values):

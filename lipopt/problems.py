@@ -205,6 +205,8 @@ class LipschitzProblem:
     pop_rows: tuple[int, ...] = ()
     gradient_polynomials: tuple[Polynomial, ...] = field(default=(), repr=False)
     variables: VariableTable | None = field(default=None, repr=False)
+    #: the POPs bound the network's constant directly (:meth:`Norm.network_pops`), no row combination
+    native: bool = False
 
     def combine(self, values: list[float]) -> float:
         """Bound on the quantity from per-POP upper bounds (each already including its slack)."""
@@ -216,7 +218,7 @@ class LipschitzProblem:
 
     @property
     def combination_note(self) -> str | None:
-        return self.target.combination_note(self.norm)
+        return None if self.native else self.target.combination_note(self.norm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,11 +315,15 @@ class _TermOps:
         return self.check(t.plus(u).merged())
 
 
-def _backward_terms(net: Network, c: np.ndarray, dead: list[np.ndarray] | None, max_paths: int) -> _Terms:
-    """Expand ``∇f = J(s)ᵀ c`` symbolically: rows = input coordinates, one term per path."""
+def _backward_terms(
+    net: Network, c: np.ndarray, dead: list[np.ndarray] | None, max_paths: int, output_vars: int | None = None
+) -> _Terms:
+    """Expand ``∇f = J(s)ᵀ c`` symbolically: rows = input coordinates, one term per path. With
+    ``output_vars`` (the index of ``o_0``), ``c`` is the variable vector ``o`` instead."""
     c = np.asarray(c, dtype=float).ravel()
     start = np.flatnonzero(c)
-    return net.pullback(_Terms(start, [], c[start]), _TermOps(net, dead, max_paths))
+    cols = [] if output_vars is None else [start + output_vars]
+    return net.pullback(_Terms(start, cols, c[start]), _TermOps(net, dead, max_paths))
 
 
 def count_paths(net: Network, c: np.ndarray) -> int:
@@ -332,8 +338,11 @@ def count_paths(net: Network, c: np.ndarray) -> int:
     return int(round(float(pattern.backward(np.ones((1, 1)), ones).sum())))
 
 
-def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) -> VariableTable:
-    """Variables ``t_0 … t_{n0−1}``, then the ``s`` variables of every site, in that order."""
+def variable_table(
+    net: Network, ranges: list[tuple[np.ndarray, np.ndarray]], outputs: bool = False
+) -> VariableTable:
+    """Variables ``t_0 … t_{n0−1}``, then the ``s`` variables of every site, in that order; with
+    ``outputs``, then one sign variable ``o_k ∈ [−1, 1]`` per output."""
     n0 = net.input_dim
     kinds = [np.full(n0, "t")]
     layers = [np.zeros(n0, dtype=int)]
@@ -346,6 +355,13 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
         neurons.append(np.arange(k))
         los.append(np.asarray(lo, dtype=float))
         his.append(np.asarray(hi, dtype=float))
+    if outputs:
+        m = net.output_dim
+        kinds.append(np.full(m, "o"))
+        layers.append(np.full(m, len(ranges) + 1))
+        neurons.append(np.arange(m))
+        los.append(np.full(m, -1.0))
+        his.append(np.full(m, 1.0))
     return VariableTable(
         np.concatenate(kinds),
         np.concatenate(layers),
@@ -357,11 +373,12 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
 
 def gradient_polynomial(
     net: Network,
-    c: np.ndarray,
+    c: np.ndarray | None,
     max_paths: int = DEFAULT_MAX_PATHS,
     ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Polynomial:
-    """``P(t, s) = tᵀ J(s)ᵀ c`` over the variables of :func:`variable_table`.
+    """``P(t, s) = tᵀ J(s)ᵀ c`` over the variables of :func:`variable_table`; with ``c=None``,
+    ``P(t, s, o) = tᵀ J(s)ᵀ o`` with output variables ``o`` (``variable_table(…, outputs=True)``).
 
     For a chain ``J(s)ᵀ c = W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c``: one monomial per non-zero
     path, built backwards from the output by vectorized CSR expansion (every partial path at
@@ -369,6 +386,8 @@ def gradient_polynomial(
     ``Aᵀ`` beside the inner chain, giving lower-degree monomials. With ``ranges``, neurons whose
     derivative is identically 0 are pruned.
     """
+    symbolic = c is None
+    c = np.ones(net.output_dim) if symbolic else c
     n_paths = count_paths(net, c)  # refuse before allocating anything (an upper bound with residuals)
     if n_paths > max_paths:
         raise LipoptError(
@@ -377,7 +396,8 @@ def gradient_polynomial(
         )
     n_vars = net.input_dim + sum(net.hidden_sizes)
     dead = None if ranges is None else [(lo == 0) & (hi == 0) for lo, hi in ranges]
-    terms = _backward_terms(net, c, dead, max_paths)
+    terms = _backward_terms(net, c, dead, max_paths, n_vars if symbolic else None)
+    n_vars += net.output_dim if symbolic else 0
     supports = np.stack([*terms.cols, terms.rows], axis=1).astype(np.int32)  # rows are the t's
     return Polynomial.from_terms(supports, terms.coef, n_vars)
 
@@ -409,6 +429,8 @@ def build_problem(
     target = target if target is not None else make_target(net)
     if ranges is None:
         ranges = derivative_ranges(net, domain)
+    if target.is_network and net.output_dim > 1 and norm.has_network_pops:
+        return _network_problem(net, norm, target, domain, max_paths, ranges, max_square_products)
     table = variable_table(net, ranges)
     grads: list[Polynomial] = []
     pops: list[BinaryPOP] = []
@@ -424,3 +446,11 @@ def build_problem(
     return LipschitzProblem(norm, target, domain, tuple(pops), tuple(rows), tuple(grads), table)
 
 
+def _network_problem(net, norm, target, domain, max_paths, ranges, max_square_products) -> LipschitzProblem:
+    """The network's constant from one polynomial with output variables: ``P(t, s, o) =
+    tᵀ J(s)ᵀ o``, split by :meth:`Norm.network_pops` (e.g. ℓ1: ``max_i max_{s,o} (J(s)ᵀ o)_i``)."""
+    table = variable_table(net, ranges, outputs=True)
+    P = gradient_polynomial(net, None, max_paths, ranges)
+    path_err = (net.depth + 3) * EPS * box_abs_value(P, table)
+    pops = norm.network_pops(P, table, net.input_dim, "network", path_err, max_square_products)
+    return LipschitzProblem(norm, target, domain, tuple(pops), (0,) * len(pops), (P,), table, native=True)
