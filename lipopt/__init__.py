@@ -13,7 +13,11 @@ __all__ = ["Activation", "Dense", "LipoptError", "Network", "__version__"]
 
 def __getattr__(name: str):
     # Heavier entry points are imported lazily so `import lipopt` stays fast.
-    if name in ("bound_chain", "naive_bound", "abs_product_bound", "lower_bound"):
+    if name == "bound_chain":
+        from .chain import bound_chain
+
+        return bound_chain
+    if name in ("naive_bound", "abs_product_bound", "lower_bound"):
         from . import bounds
 
         return getattr(bounds, name)

@@ -21,16 +21,15 @@ and multi-start ascent on a smoothed surrogate; every secant is ≤ the true con
 from __future__ import annotations
 
 import inspect
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import LipoptError
 from .floats import EPS, safe_sum
-from .lower import GLOBAL_SAMPLING_RADIUS, LowerBound, lower_bound  # noqa: F401 (re-exported)
+from .lower import GLOBAL_SAMPLING_RADIUS, lower_bound  # noqa: F401 (re-exported)
 from .network import Network
 from .norms import spectral_norm_upper
 from .problems import (
@@ -38,20 +37,15 @@ from .problems import (
     Domain,
     LipschitzProblem,
     Target,
-    build_problem,
     derivative_ranges,
     make_target,
     parse_norm,
 )
 
-UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "sdp-ball", "exact-pop", "lipsdp")
-METHODS = UPPER_METHODS + ("lower",)
-RELAXATIONS = ("lp", "sdp", "sdp+lp")
-
 
 @dataclass
-class BoundResult:
-    """One row of the chain. ``value`` is an upper bound on ``L`` iff ``certified``."""
+class _LegacyRow:
+    """The row type of the pre-registry pipelines below (converted by :mod:`lipopt.methods._legacy`)."""
 
     method: str
     degree: int | None
@@ -65,57 +59,6 @@ class BoundResult:
     size: dict = field(default_factory=dict)
     solver: str | None = None
     note: str | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("value", "solver_value"):
-            if d[k] is not None and not np.isfinite(d[k]):
-                d[k] = None
-        return d
-
-
-@dataclass
-class ChainResult:
-    network: str
-    norm: str
-    target: Target
-    domain: Domain | None
-    bounds: list[BoundResult]
-    lower_bound: LowerBound | None
-
-    @property
-    def quantity(self) -> str:
-        """What every row bounds, in words (:meth:`~lipopt.problems.Target.quantity`)."""
-        return self.target.quantity(self.norm)
-
-    @property
-    def best(self) -> BoundResult | None:
-        """The smallest certified upper bound."""
-        cert = [b for b in self.bounds if b.certified and np.isfinite(b.value)]
-        return min(cert, key=lambda b: b.value) if cert else None
-
-    @property
-    def ratio(self) -> float | None:
-        best, low = self.best, self.lower_bound
-        if best is None or low is None or low.value <= 0:
-            return None
-        return best.value / low.value
-
-    def to_dict(self) -> dict:
-        best = self.best
-        return {
-            "network": self.network,
-            "norm": self.norm,
-            "target": self.target.to_dict(),
-            "quantity": self.quantity,
-            "domain": None if self.domain is None else self.domain.to_dict(),
-            "bounds": [b.to_dict() for b in self.bounds],
-            "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),
-            "best": None
-            if best is None
-            else {"method": best.method, "degree": best.degree, "value": best.value},
-            "ratio_to_lower": self.ratio,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +148,7 @@ def _relaxation_bound(
     method: str,
     degree: int,
     options: dict,
-) -> BoundResult:
+) -> _LegacyRow:
     """Run one relaxation on every POP of the problem and combine (:meth:`LipschitzProblem.combine`)."""
     runner = _relaxation_runner(method)
     key = "lp" if method == "lp" else "sdp"
@@ -252,7 +195,7 @@ def _relaxation_bound(
         else None
     )
     size["pops"] = len(problem.pops)
-    result = BoundResult(
+    result = _LegacyRow(
         method,
         degree,
         value,
@@ -275,7 +218,7 @@ def _relaxation_bound(
     return result
 
 
-def _add_note(result: BoundResult, note: str | None) -> BoundResult:
+def _add_note(result: _LegacyRow, note: str | None) -> _LegacyRow:
     if note:
         result.note = note if not result.note else f"{result.note}; {note}"
     return result
@@ -303,7 +246,7 @@ def _relaxation_runner(method: str) -> Callable:
     raise LipoptError(f"unknown relaxation {method!r}")
 
 
-def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
+def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> _LegacyRow:
     from .exact import exact_pop_max
 
     t0 = time.perf_counter()
@@ -320,7 +263,7 @@ def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
         vals.append(v + err + pop.rounding_slack)
     dt = time.perf_counter() - t0
     value = problem.combine(vals)
-    return BoundResult(
+    return _LegacyRow(
         "exact-pop",
         None,
         value,
@@ -337,7 +280,7 @@ def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
 
 def _lipsdp_bound(
     net: Network, norm: str, target: Target, domain: Domain | None, options: dict
-) -> BoundResult:
+) -> _LegacyRow:
     """LipSDP-Neuron. A scalar target ``c`` (``--output``, ``--margin``): the scalar network
     ``cᵀN`` (last layer folded to ``cᵀW_{L+1}``). The network (several outputs): its ℓ2→ℓ2
     constant ``L`` natively (the published comparison). ``options["lipsdp"]["per_target"]``
@@ -383,7 +326,7 @@ def _lipsdp_bound(
     r = runs[worst][0]
     value = target.combine([x[1] for x in runs], norm)
     solver_value = target.combine([x[2] for x in runs], norm)
-    result = BoundResult(
+    result = _LegacyRow(
         "lipsdp",
         None,
         value * (1 + 4 * EPS),
@@ -399,7 +342,7 @@ def _lipsdp_bound(
     return _add_note(result, target.combination_note(norm) if len(runs) > 1 else None)
 
 
-def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> BoundResult:
+def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> _LegacyRow:
     """``sdp-ball``: the ℓ2 ball-constrained SDP (b) of one-hidden-layer nets, per target row
     (rows combined by :meth:`~lipopt.problems.Target.combine`)."""
     if norm != "2":
@@ -413,7 +356,7 @@ def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, 
         raise LipoptError(f"unknown sdp-ball option {unknown[0]!r}; allowed: {', '.join(allowed)}")
     t0 = time.perf_counter()
     r = ball_sdp_target_bound(net, target, domain, combine=lambda vs: target.combine(vs, norm), **opts)
-    result = BoundResult(
+    result = _LegacyRow(
         "sdp-ball",
         None,
         r.value,
@@ -429,149 +372,8 @@ def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, 
     return _add_note(result, target.combination_note(norm))
 
 
-def _keep_monotone(previous: list[BoundResult], new: BoundResult) -> BoundResult:
-    """Levels are nested, so a lower level's certificate is valid for a higher one: if the new
-    level's certified value came out above it (solver tolerance), report the tighter one."""
-    earlier = [
-        b
-        for b in previous
-        if b.method == new.method and b.certified and b.degree is not None and b.degree < new.degree
-    ]
-    if not earlier:
-        return new
-    best = min(earlier, key=lambda b: b.value)
-    if new.certified and new.value <= best.value:
-        return new
-    _add_note(
-        new,
-        f"degree {new.degree} certified {new.value:.10g}"
-        + ("" if new.certified else " (not certified)")
-        + f"; kept the degree-{best.degree} certificate, valid for every higher degree",
-    )
-    new.value, new.certified = best.value, True
-    return new
-
-
 def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:
     deg = max((p.degree for p in problem.pops), default=1)
     if method == "lp":
         return [max(deg, 2), max(deg, 2) + 1]
     return [1]
-
-
-def bound_chain(
-    net: Network,
-    norm: str = "inf",
-    methods: Sequence[str] = ("naive", "abs-product", "lp", "lower"),
-    degrees: Sequence[int] | dict[str, Sequence[int]] | None = None,
-    target: Target | None = None,
-    domain: Domain | None = None,
-    *,
-    seed: int = 0,
-    time_limit: float | None = None,
-    max_memory_bytes: float = 8e9,
-    exact_max_vars: int = 22,
-    progress: bool = False,
-    options: dict | None = None,
-) -> ChainResult:
-    """Naive products, relaxations of each requested degree, and a lower bound.
-
-    ``degrees`` applies to the relaxations — one list for all, or ``{method: [degrees]}`` —
-    (``lp``: Sherali–Adams level k ≥ polynomial degree;
-    ``sdp``: moment order d, 1 = Shor). Relaxation values are non-increasing in the degree.
-    """
-    norm = parse_norm(norm)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise LipoptError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
-    per_method = degrees if isinstance(degrees, dict) else {m: degrees for m in RELAXATIONS}
-    for degs in per_method.values():
-        bad = [d for d in (degs or []) if not isinstance(d, int | np.integer) or d < 1]
-        if bad:
-            raise LipoptError(f"degree must be a positive integer, got {bad[0]!r}")
-    target = target or make_target(net)
-    opts = {key: dict(value) for key, value in (options or {}).items()}  # never mutate the caller's
-    opts.setdefault("lp", {}).setdefault("time_limit", time_limit)
-    opts["lp"].setdefault("max_bytes", max_memory_bytes)
-    opts.setdefault("sdp", {}).setdefault("time_limit", time_limit)
-    opts["sdp"].setdefault("max_bytes", max_memory_bytes)
-    opts.setdefault("sdp-ball", {}).setdefault("time_limit", time_limit)
-
-    steps: list[tuple[str, int | None]] = []
-    problem: LipschitzProblem | None = None
-    needs_problem = any(m in RELAXATIONS or m == "exact-pop" for m in methods)
-    ranges = None  # one interval (CROWN) pass shared by the baselines and the POP
-    if needs_problem or any(m in ("naive", "abs-product") for m in methods):
-        ranges = derivative_ranges(net, domain)
-    if needs_problem:
-        problem = build_problem(net, norm, target, domain, ranges=ranges)
-    for m in methods:
-        if m in RELAXATIONS:
-            assert problem is not None
-            given = per_method.get(m)
-            degs = sorted(set(given)) if given else default_degrees(problem, m)
-            steps.extend((m, int(d)) for d in degs)
-        elif m != "lower":
-            steps.append((m, None))
-
-    bar = _progress(len(steps) + ("lower" in methods), progress)
-    results: list[BoundResult] = []
-    refusals: list[LipoptError] = []
-    for m, d in steps:
-        bar.set_description(f"{m}" + (f" degree {d}" if d else ""))
-        t0 = time.perf_counter()
-        if m == "naive":
-            v = naive_bound(net, norm, target, domain, ranges)
-            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
-        elif m == "abs-product":
-            v = abs_product_bound(net, norm, target, domain, ranges)
-            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
-        elif m == "exact-pop":
-            assert problem is not None
-            results.append(_exact_pop_bound(problem, exact_max_vars))
-        elif m == "lipsdp":
-            results.append(_lipsdp_bound(net, norm, target, domain, opts))
-        elif m == "sdp-ball":
-            results.append(_ball_bound(net, norm, target, domain, opts))
-        else:
-            assert problem is not None and d is not None
-            try:
-                results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))
-            except LipoptError as exc:
-                # too large / unsupported: one step alone ends with its error; in a chain it
-                # becomes a "refused" row and the other bounds are kept
-                if len(steps) == 1:
-                    raise
-                refusals.append(exc)
-                results.append(_refused(m, d, exc, time.perf_counter() - t0))
-        bar.update(1)
-    if refusals and len(refusals) == len(results):
-        bar.close()
-        raise refusals[0]  # nothing but refusals: the first one is the answer
-    low = None
-    if "lower" in methods:
-        bar.set_description("lower bound")
-        low = lower_bound(net, norm, target, domain, seed=seed)
-        bar.update(1)
-    bar.close()
-    return ChainResult(net.name, norm, target, domain, results, low)
-
-
-def _refused(method: str, degree: int, exc: LipoptError, elapsed: float) -> BoundResult:
-    r = BoundResult(method, degree, float("inf"), False, "refused", elapsed)
-    r.note = str(exc)
-    return r
-
-
-class _NoBar:
-    def set_description(self, *_a) -> None: ...
-    def update(self, *_a) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, file=sys.stderr, leave=False, unit="step")

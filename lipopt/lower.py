@@ -17,31 +17,19 @@ The search looks for points of large local slope, then measures secants there:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .errors import LipoptError
 from .network import Network
 from .norms import Norm
 from .problems import Domain, Target, make_target, parse_norm
+from .results import LowerBound
 
 GLOBAL_SAMPLING_RADIUS = 10.0
 #: a secant's difference is reduced by this fraction of the values' size (float margin)
 SECANT_MARGIN = 1e-12
 #: floats of Jacobian (batch × outputs × widest layer) evaluated at once
 _JACOBIAN_CHUNK = 4_000_000
-
-
-@dataclass
-class LowerBound:
-    value: float
-    method: str
-    point: np.ndarray | None = None
-    target: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "method": self.method}
 
 
 def _steps(width: float) -> np.ndarray:
