@@ -10,7 +10,7 @@ import pytest
 
 from lipopt import Activation, LipoptError, Network
 from lipopt.activations import ACTIVATIONS, register_activation
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.problems import make_domain, make_target
 
 NAMES = sorted(ACTIVATIONS)
@@ -93,7 +93,7 @@ def test_gelu_silu_end_to_end_bounds_sandwich_sampled_values(name, norm):
     for domain in (None, make_domain(net, center=np.array([0.3, -0.4]), eps=0.5)):
         for target in (make_target(net), make_target(net, output=1)):
             chain = bound_chain(net, norm, ["naive", "abs-product", "lp", "lower"], target=target,
-                                domain=domain, options={"lp": {"time_limit": 20.0}})
+                                domain=domain, time_limit=20.0)
             assert {b.method for b in chain.bounds if b.certified} == {"naive", "abs-product", "lp"}
             if domain is None:
                 x = rng.normal(size=(20_000, 2)) * np.repeat([0.3, 1.0, 3.0, 10.0], 5000)[:, None]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import random_net
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.cli import main
 from lipopt.exact import exact_lipschitz
 from lipopt.loaders import load_network, save_npz
@@ -57,8 +57,8 @@ def test_every_method_bounds_the_network_constant(sizes, seed, norm):
         bounds = []
         for m in methods:
             try:
-                bounds += bound_chain(net, norm, [m], degrees={"sdp": [1]}, domain=domain,
-                                      options={"lp": {"time_limit": 20.0}}).bounds
+                bounds += bound_chain(net, norm, [m], levels={"sdp": [1]} if m == "sdp" else None,
+                                      domain=domain, time_limit=20.0).bounds
             except Exception as exc:  # only "does not apply" refusals
                 assert m in ("lipsdp", "sdp-ball"), (m, exc)
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
@@ -103,7 +103,7 @@ def test_lipbab_nets_never_report_below_the_exact_vector_constant(external, name
     exact = LIPBAB[name][norm]
     deep = net.depth > 2
     methods = ["naive", "abs-product", "lower"] + ([] if deep and norm == "2" else ["lp"])
-    chain = bound_chain(net, norm, methods, degrees={"lp": [net.depth + 1]} if norm == "1" else None,
+    chain = bound_chain(net, norm, methods, levels={"lp": [net.depth + 1]} if norm == "1" else None,
                         domain=domain)
     assert chain.best.value >= exact * (1 - 1e-5)  # the README's 5 decimals
     assert all(b.value >= exact * (1 - 1e-5) for b in chain.bounds if b.certified)
