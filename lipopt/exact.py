@@ -136,30 +136,8 @@ def exact_lipschitz(
             return float(norm.matrix_norm(full[None])[0][0])
         return float(norm.dual_norm(np.asarray(c, dtype=float).ravel() @ full))
 
-    if isinstance(box, Domain):
-        lo, hi = box.lo, box.hi
-    elif box is not None:
-        lo = np.broadcast_to(np.asarray(box[0], float), (n0,)).copy()
-        hi = np.broadcast_to(np.asarray(box[1], float), (n0,)).copy()
-    else:
-        lo = hi = None
-    # sampled interior points certify patterns without an LP
-    rng = np.random.default_rng(seed)
-    if lo is None:
-        scales = np.repeat([0.1, 1.0, 10.0, 100.0, 1000.0], n_samples // 5 + 1)[:n_samples]
-        xs = rng.standard_normal((n_samples, n0)) * scales[:, None]
-    else:
-        xs = lo + (hi - lo) * rng.random((n_samples, n0))
-    zs = [z - a.kink for z, a in zip(net.pre_activations(xs), acts, strict=True)]
-    interior = np.all(np.hstack([np.abs(z) for z in zs]) > 1e-9, axis=1) if zs else np.ones(
-        len(xs), bool)
-    seen: set[tuple[int, ...]] = set()
-    if zs:
-        branch = np.concatenate([np.full(z.shape[1], b) for z, b in zip(zs, branches, strict=True)])
-        pats = np.hstack([z > 0 for z in zs])[interior][:, branch].astype(np.int8)
-        for row in np.unique(pats, axis=0):
-            for j in range(1, len(row) + 1):
-                seen.add(tuple(row[:j].tolist()))
+    lo, hi = _box_arrays(box, n0)
+    seen = _sampled_patterns(net, acts, branches, lo, hi, n_samples, seed)
     biases = [np.asarray(layer.bias, dtype=float) for layer in net.layers]
     tol = 1e-9 if lo is None else 1e-7  # Chebyshev radius; relative to the box (see _interior_lp)
     best = -np.inf
@@ -203,3 +181,36 @@ def exact_lipschitz(
         return value(np.eye(n0))
     rec(0, 0, weights[0], biases[0], [], [], [], ())
     return float(best)
+
+
+def _box_arrays(box, n0: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if isinstance(box, Domain):
+        return box.lo, box.hi
+    if box is not None:
+        lo = np.broadcast_to(np.asarray(box[0], float), (n0,)).copy()
+        hi = np.broadcast_to(np.asarray(box[1], float), (n0,)).copy()
+        return lo, hi
+    return None, None
+
+
+def _sampled_patterns(net, acts, branches, lo, hi, n_samples: int, seed: int) -> set[tuple[int, ...]]:
+    """Every prefix of the activation patterns observed at sampled interior points (they are
+    full-dimensional without an LP)."""
+    rng = np.random.default_rng(seed)
+    n0 = net.input_dim
+    if lo is None:
+        scales = np.repeat([0.1, 1.0, 10.0, 100.0, 1000.0], n_samples // 5 + 1)[:n_samples]
+        xs = rng.standard_normal((n_samples, n0)) * scales[:, None]
+    else:
+        xs = lo + (hi - lo) * rng.random((n_samples, n0))
+    zs = [z - a.kink for z, a in zip(net.pre_activations(xs), acts, strict=True)]
+    seen: set[tuple[int, ...]] = set()
+    if not zs:
+        return seen
+    interior = np.all(np.hstack([np.abs(z) for z in zs]) > 1e-9, axis=1)
+    branch = np.concatenate([np.full(z.shape[1], b) for z, b in zip(zs, branches, strict=True)])
+    pats = np.hstack([z > 0 for z in zs])[interior][:, branch].astype(np.int8)
+    for row in np.unique(pats, axis=0):
+        for j in range(1, len(row) + 1):
+            seen.add(tuple(row[:j].tolist()))
+    return seen
