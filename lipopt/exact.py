@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import LipoptError
@@ -128,14 +130,7 @@ def exact_lipschitz(
         )
     n0 = net.input_dim
     weights = [layer.dense_weight() for layer in net.layers]
-
-    def value(J: np.ndarray) -> float:
-        """``J``: the Jacobian of the last hidden output (or of the input) at a pattern."""
-        full = weights[-1] @ J
-        if c is None:
-            return float(norm.matrix_norm(full[None])[0][0])
-        return float(norm.dual_norm(np.asarray(c, dtype=float).ravel() @ full))
-
+    value = functools.partial(_pattern_value, weights[-1], c, norm)
     lo, hi = _box_arrays(box, n0)
     seen = _sampled_patterns(net, acts, branches, lo, hi, n_samples, seed)
     biases = [np.asarray(layer.bias, dtype=float) for layer in net.layers]
@@ -181,6 +176,15 @@ def exact_lipschitz(
         return value(np.eye(n0))
     rec(0, 0, weights[0], biases[0], [], [], [], ())
     return float(best)
+
+
+def _pattern_value(w_last: np.ndarray, c: np.ndarray | None, norm, J: np.ndarray) -> float:
+    """The quantity at a pattern, from the Jacobian ``J`` of the last hidden output (or the
+    identity): ``‖W J‖_{p→p}`` for the network (``c`` None), else ``‖(W J)ᵀ c‖_q``."""
+    full = w_last @ J
+    if c is None:
+        return float(norm.matrix_norm(full[None])[0][0])
+    return float(norm.dual_norm(np.asarray(c, dtype=float).ravel() @ full))
 
 
 def _box_arrays(box, n0: int) -> tuple[np.ndarray | None, np.ndarray | None]:
