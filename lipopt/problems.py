@@ -417,9 +417,13 @@ def build_problem(
     max_paths: int = DEFAULT_MAX_PATHS,
     ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
     max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
+    network_form: str = "native",
 ) -> LipschitzProblem:
     """The binary POPs whose maxima bound the target's quantity (:meth:`Target.quantity`): one
-    norm-gradient polynomial per target row, split into POPs by :meth:`Norm.split_pops`.
+    norm-gradient polynomial per target row, split into POPs by :meth:`Norm.split_pops`; for
+    the network's constant in a norm with :meth:`Norm.network_pops` (ℓ1) and ``network_form``
+    ``"native"``, one polynomial with the output signs as variables instead (tighter, one degree
+    higher; ``"rows"`` combines per-row POPs, cheaper on wide deep nets).
 
     ``ranges``: the hidden derivative ranges of :func:`derivative_ranges` for this ``domain``
     (computed when ``None``; pass them to share one interval pass between several consumers).
@@ -427,9 +431,11 @@ def build_problem(
     """
     norm = parse_norm(norm)
     target = target if target is not None else make_target(net)
+    if network_form not in ("native", "rows"):
+        raise LipoptError(f"network_form must be 'native' or 'rows', got {network_form!r}")
     if ranges is None:
         ranges = derivative_ranges(net, domain)
-    if target.is_network and net.output_dim > 1 and norm.has_network_pops:
+    if target.is_network and net.output_dim > 1 and norm.has_network_pops and network_form == "native":
         return _network_problem(net, norm, target, domain, max_paths, ranges, max_square_products)
     table = variable_table(net, ranges)
     grads: list[Polynomial] = []

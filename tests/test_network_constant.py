@@ -117,3 +117,27 @@ def test_lipsdp_mnist_l2_rows_are_above_the_true_constant(external):
     chain = bound_chain(net, "2", ["naive", "abs-product", "lipsdp", "lower"])
     assert all(b.certified and b.value >= 24.299 for b in chain.bounds)
     assert 20.2 <= chain.lower_bound.value <= chain.best.value
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_l1_network_pops_native_and_by_rows(seed):
+    """ℓ1: ``max_i max_{s,o} (J(s)ᵀo)_i`` (output signs as binary variables) is the vertex maximum
+    of ``‖J(s)‖_{1→1}``; the per-row POPs summed are valid and never below it."""
+    from lipopt.exact import exact_pop_max
+    from lipopt.problems import build_problem
+
+    net = random_net([3, 4, 3, 3], seed=seed)
+    domain = make_domain(net, center=np.zeros(3), eps=1.0)
+
+    def pop_max(form):
+        prob = build_problem(net, "1", None, domain, network_form=form)
+        vals = [exact_pop_max(p.polynomial) + p.rounding_slack if p.n_vars else p.polynomial.constant_term
+                for p in prob.pops]
+        return prob, prob.combine(vals)
+
+    native, v_native = pop_max("native")
+    rows, v_rows = pop_max("rows")
+    assert native.native and native.combination_note is None and "Σ_k L_k" in rows.combination_note
+    assert len(native.pops) == 3 and max(p.degree for p in native.pops) == net.depth + 1
+    exact = exact_lipschitz(net, None, "1", domain)
+    assert exact * (1 - REL) <= v_native <= v_rows * (1 + REL)
