@@ -8,11 +8,24 @@ __version__ = "0.1.0"
 from .errors import LipoptError
 from .network import Activation, Dense, Network
 
-__all__ = ["Activation", "Dense", "LipoptError", "Network", "__version__"]
+__all__ = [
+    "Activation",
+    "Dense",
+    "LipoptError",
+    "Network",
+    "bound",
+    "bound_chain",
+    "load_network",
+    "__version__",
+]
 
 
 def __getattr__(name: str):
     # Heavier entry points are imported lazily so `import lipopt` stays fast.
+    if name == "bound":
+        from .api import bound
+
+        return bound
     if name == "bound_chain":
         from .chain import bound_chain
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chain import DEFAULT_METHODS
+from .chain import AUTO, DEFAULT_TIME_LIMIT
 from .errors import LipoptError
 
 EXIT_BAD_INPUT = 2
@@ -69,7 +69,7 @@ def _bound_epilog() -> str:
     """The method table of ``lipopt bound --help``, generated from the registry."""
     from .registry import methods
 
-    lines = ["methods (--method M; default: naive abs-product lp lower):"]
+    lines = ["methods (--method M, repeatable; without --method the automatic chain chooses):"]
     for name, m in methods().items():
         index = {"level": " (--level K)", "order": " (--order D)"}.get(m.hierarchy or "", "")
         lines.append(f"  {name:<12} {m.summary}{index}")
@@ -158,6 +158,9 @@ def plan_methods(
 
     names: list[str] = []
     levels: dict[str, list[int]] = {}
+    for _, items in plan or []:
+        for _, k in items:
+            _check_level(k)
     shared = [item for m, items in (plan or []) if m == "*" for item in items]
     for m, items in plan or []:
         if m == "*":
@@ -171,7 +174,12 @@ def plan_methods(
                 raise LipoptError(f"--{kind} {k} follows --method {m}, which {has}")
             levels.setdefault(m, []).append(k)
     if not names:
-        names = list(DEFAULT_METHODS)
+        if shared:
+            kind = shared[0][0]
+            raise LipoptError(
+                f"--{kind} needs a --method before it (the automatic chain picks its own levels)"
+            )
+        return [AUTO], {}
     explicit = {m for m, v in levels.items() if v}
     for kind, k in shared:
         targets = [n for n in names if get_method(n).hierarchy == kind]
@@ -197,7 +205,8 @@ def _known_method(name: str):
 
 
 def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None:
-    """``--debug`` also after the command (``lipopt bound net.npz --debug``) and ``--input-shape``."""
+    """``--debug`` also after the command (``lipopt bound net.npz --debug``), ``--input-shape`` and
+    ``--trust-pickle``."""
     p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -209,6 +218,12 @@ def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None
             metavar="D",
             help="shape of one input sample, e.g. C H W for conv nets (needed by .pt/.onnx "
             "convolutions without a static input shape)",
+        )
+        p.add_argument(
+            "--trust-pickle",
+            action="store_true",
+            help="unpickle Python objects in a torch.save .pt file (e.g. a whole nn.Module); this can "
+            "run arbitrary code: only for files you trust",
         )
 
 
@@ -299,20 +314,8 @@ def _method_options(args, methods: list[str]) -> dict:
     return given
 
 
-def build_parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
-        prog="lipopt",
-        description="Certified upper bounds on Lipschitz constants of neural networks "
-        "by sparse polynomial optimization.",
-        epilog=MAIN_EPILOG,
-        formatter_class=raw,
-    )
-    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_info_command(sub, raw) -> None:
+    """``lipopt info``: architecture and sparsity."""
     info = sub.add_parser(
         "info",
         help="architecture, parameters and sparsity of a network",
@@ -324,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(info)
 
+
+def _add_bound_command(sub, raw) -> None:
+    """``lipopt bound``: methods, levels, target, domain, limits and the generated method options."""
     bound = sub.add_parser(
         "bound",
         help="bound the Lipschitz constant",
@@ -338,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=_MethodAction,
         dest="plan",
         metavar="M",
-        help="method (repeatable; see below; default: naive abs-product lp lower)",
+        help="method (repeatable; see below; default: an automatic chain chosen for the network, "
+        "norm and domain, explained under the table)",
     )
     for kind, letter, what in (("level", "K", "Sherali–Adams level"), ("order", "D", "moment order")):
         bound.add_argument(
@@ -356,9 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument(
         "--time-limit",
         type=float,
+        default=DEFAULT_TIME_LIMIT,
         metavar="S",
-        help="time limit per step (a method at one level, all its sub-problems) in seconds (> 0); "
-        "a step stopped early still reports a certified, looser bound",
+        help="time limit per step (a method at one level, all its sub-problems) in seconds (> 0; "
+        f"default {DEFAULT_TIME_LIMIT:g}); a step stopped early still reports a certified, looser bound",
     )
     bound.add_argument(
         "--max-memory",
@@ -374,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(bound)
     _add_method_options(bound)
 
+
+def _add_graph_command(sub, raw) -> None:
+    """``lipopt graph``: sparsity graph and cliques."""
     graph = sub.add_parser(
         "graph",
         help="correlative sparsity graph, chordal extension, cliques",
@@ -399,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--json", action="store_true", help="print JSON on stdout")
     _add_common(graph)
 
+
+def _add_sweep_command(sub, raw) -> None:
+    """``lipopt sweep``: a grid of requests into one table."""
     sweep = sub.add_parser(
         "sweep",
         help="run a grid of networks × norms × methods × degrees",
@@ -430,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _add_common(sweep, input_shape=False)
 
+
+def _add_plot_command(sub, raw) -> None:
+    """``lipopt plot``: figures of a results table."""
     plot = sub.add_parser(
         "plot",
         help="plots of a sweep's results table",
@@ -445,6 +462,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", action="append", choices=["png", "pdf"], help="figure format (repeatable; default both)"
     )
     _add_common(plot, input_shape=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="lipopt",
+        description="Certified upper bounds on Lipschitz constants of neural networks "
+        "by sparse polynomial optimization.",
+        epilog=MAIN_EPILOG,
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for add in (
+        _add_info_command,
+        _add_bound_command,
+        _add_graph_command,
+        _add_sweep_command,
+        _add_plot_command,
+    ):
+        add(sub, raw)
     return parser
 
 
@@ -478,7 +519,8 @@ def _load(args) -> object:
                 + " ".join(map(str, args.input_shape))
             )
         shape = tuple(args.input_shape)
-    return load_network(args.network, input_shape=shape)  # the loader refuses directories
+    trust = bool(getattr(args, "trust_pickle", False))  # the loader refuses directories
+    return load_network(args.network, input_shape=shape, trust_pickle=trust)
 
 
 def _check_target_domain_args(args) -> None:
@@ -549,23 +591,28 @@ def _target_domain(net, args):
     return target, make_domain(net, box=box, center=center, eps=args.eps)
 
 
-def _check_bound_args(args, methods: list[str], levels: dict[str, list[int]]) -> dict:
+def _check_level(k: int) -> None:
+    if k < 1:
+        raise LipoptError(f"a level or order must be a positive integer (such as 3), got {k}")
+    if k > MAX_LEVEL:
+        raise LipoptError(
+            f"level/order {k} is too large (at most {MAX_LEVEL}): relaxations grow exponentially "
+            "with it and are exact once it reaches the largest clique; use e.g. 2-6"
+        )
+
+
+def _check_bound_args(args, methods: list[str]) -> dict:
     """Checks of ``lipopt bound``'s options; returns the method options per group."""
-    for values in levels.values():
-        for k in values:
-            if k < 1:
-                raise LipoptError(f"a level or order must be a positive integer (such as 3), got {k}")
-            if k > MAX_LEVEL:
-                raise LipoptError(
-                    f"level/order {k} is too large (at most {MAX_LEVEL}): relaxations grow exponentially "
-                    "with it and are exact once it reaches the largest clique; use e.g. 2-6"
-                )
     if args.time_limit is not None and not (args.time_limit > 0):  # also rejects NaN
         raise LipoptError(f"--time-limit must be a positive number of seconds, got {_num(args.time_limit)}")
     if not (args.max_memory > 0):
         raise LipoptError(f"--max-memory must be a positive number of GB, got {_num(args.max_memory)}")
     if args.seed < 0:
         raise LipoptError(f"--seed must be a non-negative integer, got {args.seed}")
+    if methods == [AUTO]:
+        from .registry import method_names
+
+        methods = list(method_names())  # the automatic chain may pick any method
     return _method_options(args, methods)
 
 
@@ -691,66 +738,37 @@ def cmd_info(args) -> int:
 
 
 def cmd_bound(args) -> int:
-    from .chain import bound_chain
+    from .api import bound
 
     methods, levels = plan_methods(args.plan)
-    options = _check_bound_args(args, methods, levels)
+    options = _check_bound_args(args, methods)
     _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
-    if "lower" not in methods:
-        methods = [*methods, "lower"]
-    chain = bound_chain(
+    chain = bound(
         net,
         args.norm,
-        methods,
-        levels,
-        target,
-        domain,
+        output=args.output,
+        margin=None if args.margin is None else tuple(args.margin),
+        domain=domain,
+        methods=AUTO if methods == [AUTO] else methods,
+        levels=levels,
         seed=args.seed,
         time_limit=args.time_limit,
-        max_memory_bytes=args.max_memory * 1e9,
+        max_memory_gb=args.max_memory,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
         options=options or None,
     )
     if args.json:
         _print_json(chain.to_dict())
         return 0
-    print(format_chain(chain))
+    print(chain.table())
     return 0
 
 
 def format_chain(chain) -> str:
-    where = "global" if chain.domain is None else chain.domain.description
-    lines = [
-        f"{chain.network}  {chain.quantity}  {where}",
-        f"{'method':<14}{'level':>6}{'upper bound':>16}  {'certified':<10}{'status':<12}"
-        f"{'build s':>9}{'solve s':>9}",
-    ]
-    notes: list[str] = []
-    for b in chain.bounds:
-        level = "" if b.level is None else str(b.level)
-        val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
-        ran = b.status.ran
-        bt = f"{b.timings.build:.2f}" if ran else ""
-        st = f"{b.timings.solve:.2f}" if ran else ""
-        cert = "yes" if b.certified else "NO"
-        mark = ""
-        if b.note:
-            notes.append(b.note)
-            mark = f"  [{len(notes)}]"
-        lines.append(f"{b.method:<14}{level:>6}{val:>16}  {cert:<10}{b.status.value:<12}{bt:>9}{st:>9}{mark}")
-    if chain.lower_bound is not None:
-        lines.append(f"{'lower':<14}{'':>6}{chain.lower_bound.value:>16.6g}  ({chain.lower_bound.method})")
-    best = chain.best
-    if best is not None:
-        ratio = chain.ratio
-        lines.append(
-            f"best certified: {best.value:.6g} ({best.label})"
-            + (f", {ratio:.3f}× the lower bound" if ratio else "")
-        )
-    lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
-    return "\n".join(lines)
+    """The text table of ``lipopt bound`` (see :meth:`lipopt.chain.ChainResult.table`)."""
+    return chain.table()
 
 
 def _check_picture_path(text: str) -> Path:

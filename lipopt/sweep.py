@@ -19,7 +19,7 @@ A sweep is described by a TOML file (or the equivalent dict)::
     radii   = ["global", 0.05]           # optional, default ["global"]
     output  = 0                          # optional: bound output 0 only (default: all, max)
     margin  = [0, 1]                     # optional instead of output: the margin f_0 − f_1
-    time_limit = 60                      # seconds per solve (optional)
+    time_limit = 60                      # seconds per step (optional, default 300)
     seed = 0                             # seed of the lower-bound sampling (default 0)
     max_memory_gb = 8                    # refuse larger relaxations (default 8)
     [run.options.lp]                     # optional: the options of a method's group
@@ -96,6 +96,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .chain import DEFAULT_TIME_LIMIT
 from .errors import LipoptError
 from .network import Network
 
@@ -217,7 +218,7 @@ class RunSettings:
 
     output: int | None = None
     margin: tuple[int, int] | None = None
-    time_limit: float | None = None
+    time_limit: float | None = DEFAULT_TIME_LIMIT
     seed: int = 0
     max_memory_gb: float = 8.0
     options: dict = field(default_factory=dict)
@@ -496,9 +497,6 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
         LipoptError: for an unknown key, a missing section, or an invalid value, with a message
             naming the key.
     """
-    from .problems import parse_norm
-    from .registry import method_names
-
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not isinstance(data, Mapping):
         raise LipoptError("a sweep spec must be a table with [networks] and [run] sections")
@@ -514,8 +512,39 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
         raise LipoptError("run.degrees was renamed run.levels (lp, sdp+lp: the Sherali–Adams level; "
                           "sdp: the moment order)")
     _check_keys(run_t, _RUN_KEYS, "[run]")
+    entries = _parse_networks(nets_t, base)
+    norms, methods, levels = _parse_methods(run_t)
+    output, margin = _parse_target(run_t, entries)
+    time_limit = run_t.get("time_limit", DEFAULT_TIME_LIMIT)
+    time_limit = _number(time_limit, "run.time_limit", positive=True)
+    options = run_t.get("options", {})
+    if not isinstance(options, Mapping):
+        raise LipoptError("[run.options] must be a table, e.g. [run.options.lp]")
+    check_solver_options(options)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise LipoptError("description must be a string")
+    return SweepSpec(
+        networks=tuple(entries),
+        norms=norms,
+        methods=methods,
+        levels=levels,
+        radii=_parse_radii(run_t),
+        run=RunSettings(
+            output=output,
+            margin=margin,
+            time_limit=time_limit,
+            seed=_int(run_t.get("seed", 0), "run.seed", minimum=0),
+            max_memory_gb=_number(run_t.get("max_memory_gb", 8.0), "run.max_memory_gb",
+                                  positive=True),
+            options=copy.deepcopy(dict(options)),
+        ),
+        description=description,
+    )
 
-    # ---- networks
+
+def _parse_networks(nets_t: Mapping[str, Any], base: Path) -> list[NetworkEntry]:
+    """``[networks]``: files (globs, relative to ``base``) and generated sizes; ids unique."""
     if "sizes" not in nets_t:
         extra = sorted(set(nets_t) & {"band", "seeds", "init", "activation"})
         if extra:
@@ -531,8 +560,14 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup is not None:
         raise LipoptError(f"[networks] lists the network {dup!r} twice")
+    return entries
 
-    # ---- run
+
+def _parse_methods(run_t: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """``norms``, ``methods`` (registered names) and ``levels`` of ``[run]``."""
+    from .problems import parse_norm
+    from .registry import method_names
+
     for key in ("norms", "methods"):
         if key not in run_t:
             raise LipoptError(f"[run] needs '{key}'")
@@ -548,6 +583,10 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
     if with_levels and not levels:
         raise LipoptError(f"run.levels is required for {', '.join(with_levels)} (lp, sdp+lp: the "
                           "Sherali–Adams level; sdp: the moment order), e.g. levels = [3, 4]")
+    return norms, methods, levels
+
+
+def _parse_radii(run_t: Mapping[str, Any]) -> tuple[float | None, ...]:
     radii: list[float | None] = []
     for r in _as_list(run_t.get("radii", ["global"])):
         if isinstance(r, str):
@@ -558,7 +597,12 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
             radii.append(_number(r, "run.radii entry"))
     if not radii:
         raise LipoptError("run.radii must not be empty (omit it for global bounds)")
-    radii = list(dict.fromkeys(radii))
+    return tuple(dict.fromkeys(radii))
+
+
+def _parse_target(run_t: Mapping[str, Any], entries: list[NetworkEntry]
+                  ) -> tuple[int | None, tuple[int, int] | None]:
+    """``output`` or ``margin`` of ``[run]``, checked against every network's outputs."""
     output = run_t.get("output")
     margin = run_t.get("margin")
     if output is not None and margin is not None:
@@ -580,33 +624,7 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
             if i >= m:
                 raise LipoptError(f"[run] output index {i} is out of range for {e.id} "
                                   f"({m} outputs)")
-    time_limit = run_t.get("time_limit")
-    if time_limit is not None:
-        time_limit = _number(time_limit, "run.time_limit", positive=True)
-    options = run_t.get("options", {})
-    if not isinstance(options, Mapping):
-        raise LipoptError("[run.options] must be a table, e.g. [run.options.lp]")
-    check_solver_options(options)
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise LipoptError("description must be a string")
-    return SweepSpec(
-        networks=tuple(entries),
-        norms=norms,
-        methods=methods,
-        levels=levels,
-        radii=tuple(radii),
-        run=RunSettings(
-            output=output,
-            margin=margin,
-            time_limit=time_limit,
-            seed=_int(run_t.get("seed", 0), "run.seed", minimum=0),
-            max_memory_gb=_number(run_t.get("max_memory_gb", 8.0), "run.max_memory_gb",
-                                  positive=True),
-            options=copy.deepcopy(dict(options)),
-        ),
-        description=description,
-    )
+    return output, margin
 
 
 # ---------------------------------------------------------------------------------------------

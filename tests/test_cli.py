@@ -92,7 +92,7 @@ def test_plan_binds_levels_to_the_method_before_them():
     assert plan_methods(plan) == (["lp", "sdp", "naive"], {"lp": [2, 3], "sdp": [1]})
     shared = [("*", [("level", 4)]), ("lp", []), ("sdp+lp", [])]
     assert plan_methods(shared)[1] == {"lp": [4], "sdp+lp": [4]}
-    assert plan_methods(None)[0] == ["naive", "abs-product", "lp", "lower"]
+    assert plan_methods(None) == (["auto"], {})  # no --method: the automatic chain
     with pytest.raises(LipoptError, match="takes --order"):
         plan_methods([("sdp", [("level", 2)])])
     with pytest.raises(LipoptError, match="has no level or order"):
@@ -119,7 +119,6 @@ def test_info_and_text_output(net_file, capsys):
         (lambda p, t: ["bound", p, "--eps", "0.1"], "--eps needs --center"),
         (lambda p, t: ["bound", p, "--center", "x0", "--eps", "0.1"], "no 'x0'"),
         (lambda p, t: ["bound", p, "--box", "1", "0"], "LO <= HI"),
-        (lambda p, t: ["bound", p, "--norm", "2", "--method", "lipsdp", "--box", "0", "1"], "global method"),
         (lambda p, t: ["bound", _nan_net(t)], "NaN"),
         (lambda p, t: ["bound", _mismatch_net(t)], "shape mismatch"),
         (lambda p, t: ["bound", p, "--method", "lp", "--level", "6", "--max-memory", "1e-6"], "memory"),
@@ -131,6 +130,21 @@ def test_bad_input_is_one_line_and_exit_2(net_file, tmp_path, capsys, make_args,
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert out == ""
+
+
+def test_a_global_method_on_a_box_reports_its_global_bound(net_file, capsys):
+    """A global bound holds on every box: lipsdp on --box runs globally, and its row says so."""
+    out = _run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp", "--box", "0", "1")
+    (row,) = json.loads(out)["bounds"]
+    assert row["certified"] and "global method" in row["note"] and "ran globally" in row["note"]
+    glob = json.loads(_run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp"))["bounds"][0]
+    assert row["value"] == glob["value"]
+
+
+def _run_json(capsys, *argv):
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return out
 
 
 def test_bad_norm_is_an_argparse_error(net_file):

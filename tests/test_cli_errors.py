@@ -182,16 +182,16 @@ def test_unexpected_errors_are_one_line_exit_1(net_file, capsys, monkeypatch):
 # --- LP solver flags -------------------------------------------------------------------------
 def test_lp_flags_reach_the_lp_method(net_file, capsys, monkeypatch):
     """The --lp-* flags are generated from the lp method's Options and reach its run."""
-    import lipopt.chain
+    import lipopt.api
 
     seen = {}
-    real = lipopt.chain.bound_chain
+    real = lipopt.api.bound_chain
 
     def spy(*args, **kwargs):
         seen["options"] = copy.deepcopy(kwargs.get("options"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lipopt.chain, "bound_chain", spy)
+    monkeypatch.setattr(lipopt.api, "bound_chain", spy)
     argv = ["bound", net_file, "--method", "lp", "--level", "3", "--json"]
     code, out, err = run(
         capsys,

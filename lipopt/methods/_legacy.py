@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import LipoptError
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Size, Status, Timings
 
 _SIZE_KEYS = {
@@ -113,6 +113,21 @@ class LP(_POPMethod):
     summary = "Sherali–Adams LP level k (LiPopt-k) on the sparse binary POP, certified from its dual (HiGHS)"
     Options = LPOptions
 
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        try:
+            problem = ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        degree = max((p.degree for p in problem.pops), default=1)
+        if ctx.norm == "2" and degree > 4:
+            return f"the ℓ2 polynomial has degree {degree}: its LP is large and loose"
+        level = max(degree, 2)
+        if ctx.net.depth == 1:
+            return Suggestion(
+                (level,), 1.5, f"Sherali–Adams level {level} = the polynomial degree (one hidden layer)"
+            )
+        return Suggestion((level,), 2.5, f"the polynomial has {problem.pops[0].polynomial.num_terms:,} terms")
+
     def _old_options(self, ctx: Context, options: LPOptions) -> dict:
         kw = _kwargs(options, {"algorithm": "method", "cliques": "clique_method"})
         return {"lp": {**kw, "time_limit": ctx.time_limit, "max_bytes": ctx.max_memory_bytes}}
@@ -160,6 +175,17 @@ class SDPLP(SDP):
     options_group = "sdp"
     hierarchy = "level"
 
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.net.depth != 1 or ctx.norm == "2":
+            return "Shor + Sherali–Adams is the tightest fast route on one-hidden-layer ℓ∞/ℓ1 problems only"
+        try:
+            ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        return Suggestion(
+            (2,), 1.0, "Shor + Sherali–Adams rows: tighter than LP-3 on one hidden layer, in seconds"
+        )
+
 
 @dataclass(frozen=True)
 class ExactOptions:
@@ -171,6 +197,16 @@ class ExactPOP(Method):
     name = "exact-pop"
     summary = "exact maximum of the norm-gradient polynomial by vertex enumeration (tiny networks)"
     Options = ExactOptions
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        try:
+            problem = ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        n = max((p.n_vars for p in problem.pops), default=0)
+        if n > 16 or len(problem.pops) * 2**n > 2**18:
+            return f"{n} binary variables: too many vertices to enumerate"
+        return Suggestion((None,), 0.0, f"exact maximum of the polynomial ({n} binary variables)")
 
     def run(self, ctx: Context, level: int | None, options: ExactOptions) -> BoundResult:
         from ..bounds import _exact_pop_bound
@@ -191,6 +227,11 @@ class SDPBall(Method):
     summary = "ℓ2 Shor SDP keeping t in the unit ball (one hidden layer)"
     Options = BallOptions
     norms = ("2",)
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.net.depth != 1 or not ctx.net.is_chain:
+            return "the ball SDP is for one-hidden-layer networks"
+        return Suggestion((None,), 1.0, "ℓ2 Shor SDP with the input direction in the ball (one hidden layer)")
 
     def run(self, ctx: Context, level: int | None, options: BallOptions) -> BoundResult:
         from ..bounds import _ball_bound
@@ -221,6 +262,14 @@ class LipSDP(Method):
     norms = ("2",)
     supports_local = False
     supports_residual = False
+
+    interruptible = False  # CVXOPT's interior point cannot be stopped from outside
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        neurons = sum(ctx.net.hidden_sizes)
+        if neurons > 2000:
+            return f"{neurons} neurons: the interior-point LMI is too large"
+        return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons)")
 
     def run(self, ctx: Context, level: int | None, options: LipSDPOptions) -> BoundResult:
         from ..bounds import _lipsdp_bound
