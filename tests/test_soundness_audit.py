@@ -545,10 +545,16 @@ def test_early_stopped_solvers_stay_sound(method, options, time_limit):
 def test_inapplicable_methods_refuse_cleanly():
     deep = chain_net([2, 3, 3, 1], seed=0)
     box = make_domain(deep, box=(0.0, 1.0))
-    for norm, methods, domain in [("inf", ["sdp-ball"], None), ("1", ["lipsdp"], None),
-                                  ("2", ["lipsdp"], box), ("2", ["sdp-ball"], None)]:
+    for norm, methods, domain in [("inf", ["sdp-ball"], None), ("2", ["sdp-ball"], None)]:
         with pytest.raises(LipoptError):
             bound_chain(deep, norm, methods, domain=domain)
+    # a global ℓ2 method still bounds an ℓ1 constant (‖g‖∞ ≤ ‖g‖₂) and a local one (global ⊇ box):
+    # the row is the converted value, says so, and stays above the exact constant
+    target = make_target(deep)
+    for norm, domain, words in [("1", None, "converted from an ℓ2 bound"), ("2", box, "ran globally")]:
+        (row,) = bound_chain(deep, norm, ["lipsdp"], domain=domain).bounds
+        assert row.certified and words in row.note
+        assert row.value >= exact_constant(deep, target, norm, domain) * (1 - REL) - ABS
     tiny = Network.from_weights([np.ones((30, 1)), np.ones((1, 30))])
     with pytest.raises(LipoptError):
         bound_chain(tiny, "inf", ["exact-pop"], options={"exact-pop": {"max_vars": 10}})
