@@ -61,10 +61,8 @@ class ChainResult:
     def table(self) -> str:
         """The rows as the text table ``lipopt bound`` prints (notes and the plan below it)."""
         where = "global" if self.domain is None else self.domain.description
-        labels = self.target.labels
-        what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
         lines = [
-            f"{self.network}  ℓ{'∞' if self.norm == 'inf' else self.norm}  {what}  {where}",
+            f"{self.network}  {self.quantity}  {where}",
             f"{'method':<14}{'level':>6}{'upper bound':>16}  {'certified':<10}{'status':<12}"
             f"{'build s':>9}{'solve s':>9}",
         ]
@@ -142,6 +140,11 @@ class ChainResult:
         )
 
     @property
+    def quantity(self) -> str:
+        """What every row bounds, in words (:meth:`~lipopt.problems.Target.quantity`)."""
+        return self.target.quantity(self.norm)
+
+    @property
     def best(self) -> BoundResult | None:
         """The smallest certified upper bound."""
         cert = [b for b in self.bounds if b.certified and np.isfinite(b.value)]
@@ -169,6 +172,7 @@ class ChainResult:
             "network": self.network,
             "norm": self.norm,
             "target": self.target.to_dict(),
+            "quantity": self.quantity,
             "domain": None if self.domain is None else self.domain.to_dict(),
             "bounds": [b.to_dict() for b in self.bounds],
             "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),
@@ -391,29 +395,20 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
         return BoundResult.refused(method.name, level, str(exc), time.perf_counter() - t0)
     except StepTimeout:
         why = (
-            f"stopped at the time limit ({ctx.time_limit:g} s) before a certificate: "
-            "its solver cannot be interrupted"
+            f"stopped at the time limit ({ctx.time_limit:g} s) before a certificate "
+            "(its solver cannot be interrupted)"
         )
-        return BoundResult(
-            method.name,
-            level,
-            math.inf,
-            False,
-            Status.TIME_LIMIT,
-            Timings(time.perf_counter() - t0),
-            note=why,
-        )
+        return _stopped(method, level, Status.TIME_LIMIT, why, t0)
     except StepOutOfMemory:
         why = f"ran out of the memory limit ({ctx.max_memory_bytes / 1e9:.1f} GB); raise --max-memory"
-        return BoundResult(
-            method.name,
-            level,
-            math.inf,
-            False,
-            Status.MEMORY_LIMIT,
-            Timings(time.perf_counter() - t0),
-            note=why,
-        )
+        return _stopped(method, level, Status.MEMORY_LIMIT, why, t0)
+
+
+def _stopped(method: Method, level: int | None, status: Status, why: str, t0: float) -> BoundResult:
+    """A step stopped by a limit before it certified anything."""
+    return BoundResult(
+        method.name, level, math.inf, False, status, Timings(time.perf_counter() - t0), note=why
+    )
 
 
 def _keep_monotone(previous: list[BoundResult], new: BoundResult, word: str | None) -> BoundResult:

@@ -121,7 +121,7 @@ class LipSDP(Method):
         lo, hi = _slopes(ctx)
         per_target = options.per_target
         if per_target is None:
-            per_target = ctx.target.kind != "all-outputs"
+            per_target = not ctx.target.is_network
         targets = list(ctx.target.vectors) if per_target else [None]
         budget = ctx.budget()
         certs = []
@@ -139,7 +139,10 @@ class LipSDP(Method):
         )
         elapsed = time.perf_counter() - t0
         value = worst.value
-        if not per_target and ctx.target.kind != "all-outputs":
+        if per_target and ctx.target.is_network and len(certs) > 1:
+            # per-row scalar constants combine into a bound on the network's ℓ2→ℓ2 constant
+            value = round_up(ctx.target.combine([x.value for x in certs], "2") * (1 + 8 * EPS), 2)
+        elif not per_target and not ctx.target.is_network:
             # |cᵀ(N(x) − N(y))| ≤ ‖c‖₂ L ‖x − y‖₂
             value = round_up(
                 value * max(float(np.linalg.norm(c)) for c in ctx.target.vectors) * (1 + 4 * EPS), 1
@@ -252,7 +255,7 @@ def _fourier_applies(weights, lo, hi) -> bool:
 def _note(ctx: Context, per_target: bool) -> str:
     if per_target:
         return "LipSDP of the scalar network cᵀN (the target folded into the last layer)"
-    if ctx.target.kind == "all-outputs":
+    if ctx.target.is_network:
         return "LipSDP's vector-output constant (the Jacobian's ℓ2→ℓ2 norm)"
     return "LipSDP's vector-output constant times ‖c‖₂"
 

@@ -72,6 +72,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -369,16 +370,18 @@ def ball_sdp_target_bound(
     net: Network,
     target: Target | None = None,
     domain: Domain | None = None,
+    combine: Callable[[list[float]], float] = max,
     **options,
 ) -> SDPResult:
     """:func:`ball_sdp_bound` for every row of ``target`` (default: every output); the result
-    carries the largest value (certified iff all are) and the summed times."""
+    carries ``combine`` of the rows' values (default the largest; certified iff all are) and the
+    summed times."""
     target = target if target is not None else make_target(net)
     results = [ball_sdp_bound(net, c, domain, **options) for c in target.vectors]
     worst = max(results, key=lambda r: r.value)
     return SDPResult(
-        value=worst.value,
-        solver_value=max(r.solver_value for r in results),
+        value=combine([r.value for r in results]),
+        solver_value=combine([r.solver_value for r in results]),
         certified=all(r.certified for r in results),
         status=worst.status,
         build_time_s=sum(r.build_time_s for r in results),
