@@ -338,6 +338,31 @@ def main() -> None:
         _write(rows, args)
 
 
+NOTES = [
+    "",
+    "Columns: `ours s` / `ip s` wall time of the step (ip in a child process, `timeout` = killed at the "
+    "limit, `failed` = the child died, e.g. out of memory); speed-up = ip s / ours s (a lower bound "
+    "when ip timed out); `product` = Π‖W_l‖₂; `lower` = the secant search of `lipopt.bounds.lower_bound` "
+    "(conv chains: power iteration on J(x) at random points). ECLipsE from `eclipse-nn` 0.1.7 returns "
+    "no value (its numerical-issue exit) on most nets; ECLipsE-Fast is its closed form (ported to numpy "
+    "for the conv chains). Conv chains: ours is the Fourier route (per-channel multipliers on the 15×15 "
+    "torus, exact for the zero-padded 14×14 maps) under a 55 s limit (d8: stopped early, certified); "
+    "the published GLipSDP-conv value bounds every map size.",
+    "",
+    "Companion tables: `l2_scale_digits.md` (GLipSDP digits nets, all seeds, vs published; with the "
+    "slope branch and bound), `l2_scale_bab.md` (below LipSDP: wine and fnn3), `l2_scale_sweep.md` "
+    "(time against depth and width).",
+    "",
+    "Solver choice (measured on random chains 6-12-9-3 … 64-256-256-256-10, iterations to rtol 1e-7): "
+    "a dual barrier method with Newton steps on the rank-2 Hessian needed 64–270 Newton steps "
+    "(1.8 s on 64-128-128-10); the same HKM primal–dual method with separate primal and dual step "
+    "lengths stalled (43–100 iterations); one common step length: 10–17 iterations. Multi-threaded "
+    "BLAS on the shared 2 cores was 10–80× slower than one thread (every solve runs single-threaded). "
+    "Step lengths by Cholesky tests instead of eigenvalues (a factorisation is a fraction of an "
+    "eigenvalue solve).",
+]
+
+
 def _write(rows: list[dict], args) -> None:
     with open(OUT.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -377,6 +402,7 @@ def _write(rows: list[dict], args) -> None:
             _fmt(r["published_lipsdp"], 8), relp,
         ]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += NOTES
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
