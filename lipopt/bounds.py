@@ -15,7 +15,6 @@ samples and multi-start ascent on a smoothed surrogate. Any such value is ≤ th
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -400,14 +399,14 @@ def _relaxation_bound(
         r = runner(pop, degree, pop_options)
         values.append(r.value)
         solver_values.append(r.solver_value)
-        statuses.append(r.status)
+        statuses.append(str(r.status))
         certified &= bool(r.certified)
-        build += r.build_time_s or 0.0
-        solve += r.solve_time_s or 0.0
-        solver_name = getattr(r, "solver", None) or solver_name
-        for k, v in (r.size or {}).items():
-            if isinstance(v, int | float):
-                size[k] = max(size.get(k, 0), v) if k.startswith("max") else size.get(k, 0) + v
+        build += r.timings.build
+        solve += r.timings.solve
+        solver_name = r.solver or solver_name
+        for k, v in r.size.to_dict().items():
+            k = _LEGACY_SIZE_KEYS.get(k, k)
+            size[k] = max(size.get(k, 0), v) if k.startswith("max") or k == "memory_bytes" else size.get(k, 0) + v
     status = next((s for s in statuses if s != "optimal"), "optimal")
     value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
     solver_value = (
@@ -435,6 +434,11 @@ def _relaxation_bound(
             "positive coefficients only (valid, loose)"
         )
     return result
+
+
+#: typed :class:`~lipopt.results.Size` fields → the size keys of the old rows (the sweep's columns)
+_LEGACY_SIZE_KEYS = {"constraints": "rows", "variables": "cols", "nonzeros": "nnz", "largest_clique": "max_clique",
+                     "psd_blocks": "n_blocks", "largest_block": "max_block"}
 
 
 def positive_part_bound(pop: BinaryPOP) -> float:
@@ -552,31 +556,18 @@ def _lipsdp_bound(
 
 
 def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> BoundResult:
-    """``sdp-ball``: the ℓ2 ball-constrained SDP (b) of one-hidden-layer nets, max over targets."""
+    """``sdp-ball``: the registered method (:mod:`lipopt.methods.ball`) as an old-style row."""
     if norm != "2":
         raise LipoptError("sdp-ball bounds the ℓ2 constant only: use it with --norm 2, or --method sdp")
-    from .solvers.ball_sdp import ball_sdp_bound, ball_sdp_target_bound
+    from .registry import Context, get_method, parse_options
 
-    opts = options.get("sdp-ball", {})
-    allowed = [k for k in inspect.signature(ball_sdp_bound).parameters if k not in ("net", "c", "domain")]
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise LipoptError(f"unknown sdp-ball option {unknown[0]!r}; allowed: {', '.join(allowed)}")
-    t0 = time.perf_counter()
-    r = ball_sdp_target_bound(net, target, domain, **opts)
-    return BoundResult(
-        "sdp-ball",
-        None,
-        r.value,
-        r.certified,
-        r.status,
-        time.perf_counter() - t0,
-        r.build_time_s,
-        r.solve_time_s,
-        r.solver_value,
-        r.size,
-        r.solver,
-    )
+    opts = dict(options.get("sdp-ball", {}))
+    time_limit, seed = opts.pop("time_limit", None), opts.pop("seed", 0)
+    ctx = Context(net, norm, target, domain, seed=seed, time_limit=time_limit)
+    r = get_method("sdp-ball").run(ctx, None, parse_options("sdp-ball", opts))
+    t = r.timings
+    return BoundResult("sdp-ball", None, r.value, r.certified, str(r.status), t.total, t.build, t.solve,
+                       r.solver_value, r.size.to_dict(), r.solver)
 
 
 def _keep_monotone(previous: list[BoundResult], new: BoundResult) -> BoundResult:
