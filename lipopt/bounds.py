@@ -406,7 +406,8 @@ def _relaxation_bound(
         solver_name = r.solver or solver_name
         for k, v in r.size.to_dict().items():
             k = _LEGACY_SIZE_KEYS.get(k, k)
-            size[k] = max(size.get(k, 0), v) if k.startswith("max") or k == "memory_bytes" else size.get(k, 0) + v
+            maxed = k.startswith("max") or k == "memory_bytes"
+            size[k] = max(size.get(k, 0), v) if maxed else size.get(k, 0) + v
     status = next((s for s in statuses if s != "optimal"), "optimal")
     value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
     solver_value = (
@@ -437,8 +438,8 @@ def _relaxation_bound(
 
 
 #: typed :class:`~lipopt.results.Size` fields → the size keys of the old rows (the sweep's columns)
-_LEGACY_SIZE_KEYS = {"constraints": "rows", "variables": "cols", "nonzeros": "nnz", "largest_clique": "max_clique",
-                     "psd_blocks": "n_blocks", "largest_block": "max_block"}
+_LEGACY_SIZE_KEYS = {"constraints": "rows", "variables": "cols", "nonzeros": "nnz",
+                     "largest_clique": "max_clique", "psd_blocks": "n_blocks", "largest_block": "max_block"}
 
 
 def positive_part_bound(pop: BinaryPOP) -> float:

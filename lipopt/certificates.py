@@ -41,7 +41,9 @@ SDP_DUAL = "SDP dual + eigenvalue shift"
 # ---------------------------------------------------------------------------------------------
 # LP
 # ---------------------------------------------------------------------------------------------
-def certify_lp(relax: LPRelaxation, multipliers: np.ndarray | None, solver_value: float = math.nan) -> Certificate:
+def certify_lp(
+    relax: LPRelaxation, multipliers: np.ndarray | None, solver_value: float = math.nan
+) -> Certificate:
     """Certified upper bound on ``max p`` over ``{0,1}^n`` from any multipliers ``c``.
 
     Row ``r`` of the relaxation is the expansion of a product ``q_r(u) = Π_{S_r} u Π_{T_r}(1 − u)
@@ -217,7 +219,8 @@ def certify_moment_dual(
         nterms += np.bincount(ids, minlength=m)
         shift_terms.append(delta * block.size)
     if relaxation.G is not None and relaxation.n_lp_rows:
-        mu = np.maximum(np.asarray(np.zeros(relaxation.n_lp_rows) if mu is None else mu, dtype=float).ravel(), 0.0)
+        mu = np.zeros(relaxation.n_lp_rows) if mu is None else mu
+        mu = np.maximum(np.asarray(mu, dtype=float).ravel(), 0.0)
         if mu.shape != (relaxation.n_lp_rows,) or not np.all(np.isfinite(mu)):
             return Certificate.none(SDP_DUAL, solver_value, "LP multipliers missing or not finite")
         Gt = relaxation.G.T.tocsr()
@@ -231,7 +234,8 @@ def certify_moment_dual(
                "float_margin": float(err.sum())}
     if not math.isfinite(bound):
         return Certificate.none(SDP_DUAL, solver_value, "non-finite bound")
-    return Certificate(bound, True, SDP_DUAL, solver_value, details["float_margin"] + details["psd_shift"], details)
+    margin = details["float_margin"] + details["psd_shift"]
+    return Certificate(bound, True, SDP_DUAL, solver_value, margin, details)
 
 
 # ---------------------------------------------------------------------------------------------

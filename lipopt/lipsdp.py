@@ -238,7 +238,8 @@ def certify_lipsdp(
         ok, lam, margin, v = check(r)
         if ok:
             details = {"rho": r, "lambda_max": lam, "margin": margin}
-            return Certificate(round_up(math.sqrt(r), steps=1), True, LMI_CHECK, math.sqrt(rho), margin, details)
+            value = round_up(math.sqrt(r), steps=1)
+            return Certificate(value, True, LMI_CHECK, math.sqrt(rho), margin, details)
         if not math.isfinite(lam):
             break
         w_in = float(v[:n0] @ v[:n0])

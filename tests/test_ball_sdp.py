@@ -10,12 +10,12 @@ import pytest
 from conftest import random_net
 
 from lipopt.bounds import naive_bound
-from lipopt.errors import LipoptError
-from lipopt.network import Dense, Network, Residual
-from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
 from lipopt.certificates import SDP_DUAL, certify_ball_dual
+from lipopt.errors import LipoptError
 from lipopt.methods.ball import BallOptions, ball_objective, ball_sdp_bound
 from lipopt.methods.pop import sdp_bound
+from lipopt.network import Dense, Network, Residual
+from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
 from lipopt.registry import Context, get_method
 
 

@@ -127,7 +127,8 @@ def test_certificate_check_is_rigorous():
     r = lipsdp_neuron(Ws)
     # the certified point passes; a smaller ρ does not
     cert = certify_lipsdp(Ws, r.rho_certified, r.t)
-    ok, rho_c, lam, margin = cert.certified, cert.details["rho"], cert.details["lambda_max"], cert.details["margin"]
+    ok, rho_c = cert.certified, cert.details["rho"]
+    lam, margin = cert.details["lambda_max"], cert.details["margin"]
     assert ok and rho_c == r.rho_certified and lam + margin <= 0
     M, _ = lipsdp_matrix(Ws, 0.99 * r.rho_certified, np.maximum(r.t, 0))
     assert np.linalg.eigvalsh(M)[-1] > 0

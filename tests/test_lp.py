@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lipopt.certificates import certify_lp
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
 from lipopt.graph import clique_structure
-from lipopt.certificates import certify_lp
 from lipopt.hierarchy.lp import build_lp, estimate_lp_size
 from lipopt.hierarchy.subsets import Codec
 from lipopt.methods.pop import LPOptions, lp_bound

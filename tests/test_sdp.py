@@ -52,7 +52,8 @@ def net_from_rng(sizes: list[int], seed: int) -> Network:
 def sdp_lp(pop, level: int = 1, time_limit: float | None = None, **options):
     """``sdp+lp`` on one POP: order-1 moment matrices and SA rows of level ``max(level, 2, deg)``."""
     poly = pop if isinstance(pop, Polynomial) else pop.polynomial
-    return sdp_bound(pop, 1, SDPOptions(**options), sa_level=max(level, 2, poly.degree), time_limit=time_limit)
+    k = max(level, 2, poly.degree)
+    return sdp_bound(pop, 1, SDPOptions(**options), sa_level=k, time_limit=time_limit)
 
 
 def pop_values(pop) -> float:

@@ -404,7 +404,8 @@ def test_ball_sdp_and_lipsdp_early_stops():
                                ("CVXOPT", {"reduce": False}), ("conic", {})]:
                 try:
                     opts = {k: v for k, v in kw.items() if k != "time_limit"}
-                    r = ball_sdp_bound(net, c, d, BallOptions(solver=solver, **opts), time_limit=kw.get("time_limit"))
+                    r = ball_sdp_bound(net, c, d, BallOptions(solver=solver, **opts),
+                                       time_limit=kw.get("time_limit"))
                 except LipoptError:
                     continue
                 if r.certified:

@@ -181,7 +181,9 @@ def _psd_cost(cliques: list[np.ndarray], order: int) -> int:
     return sum(basis_size(len(c), order) * (basis_size(len(c), order) + 1) // 2 for c in cliques)
 
 
-def psd_cliques(poly: Polynomial, cs: CliqueStructure, order: int, dense: bool | None = None) -> list[np.ndarray]:
+def psd_cliques(
+    poly: Polynomial, cs: CliqueStructure, order: int, dense: bool | None = None
+) -> list[np.ndarray]:
     """The cliques of ``cs`` restricted to the variables ``poly`` uses (an unused variable does not
     change ``max p``); one dense clique if ``dense``, or — ``dense=None`` — if that block has fewer
     PSD entries (``Σ_C b_C(b_C+1)/2``, ``b_C`` the basis size)."""
@@ -226,7 +228,8 @@ def _check_coverage(poly: Polynomial, cliques: list[np.ndarray], max_size: int, 
 
 
 def estimate_moment_size(
-    cliques: list[np.ndarray], order: int, sa_cliques: list[np.ndarray] | None = None, level: int | None = None
+    cliques: list[np.ndarray], order: int, sa_cliques: list[np.ndarray] | None = None,
+    level: int | None = None,
 ) -> Size:
     """Before building: ``Σ_C b_C²`` block entries (``b_C`` = :func:`basis_size`) and at most
     ``Σ_C binom(|C|, k)·3^k`` SA entries (``k = min(level, |C|)``, before deduplication), times the

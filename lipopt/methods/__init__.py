@@ -4,4 +4,10 @@ One module per family: :mod:`.baselines` (norm products), :mod:`.pop` (the polyn
 relaxations ``lp``, ``sdp``, ``sdp+lp``), :mod:`.ball` (``sdp-ball``), :mod:`.exact` (``exact-pop``).
 """
 
-from . import ball, baselines, exact, pop  # noqa: F401  (registration order = listing order)
+# the registration order is the listing order (CLI choices, plots)
+# isort: off
+from . import baselines  # noqa: F401
+from . import pop  # noqa: F401
+from . import ball  # noqa: F401
+from . import exact  # noqa: F401
+# isort: on

@@ -181,7 +181,10 @@ def _trivial_dual(C: np.ndarray) -> tuple[float, np.ndarray]:
     return 0.5 * math.sqrt(N) * sigma, np.full(N, 0.5 * sigma / math.sqrt(N))
 
 
-def _solve_mixing(C: np.ndarray, limits: Limits, tol: float, seed: int) -> tuple[float, np.ndarray, Outcome, float]:
+Solved = tuple[float, np.ndarray, Outcome, float]  # (λ, y, the backend's outcome, its value)
+
+
+def _solve_mixing(C: np.ndarray, limits: Limits, tol: float, seed: int) -> Solved:
     """Mixing method on the Shor problem of ``CᵀC``; ``(λ, y, outcome, value)``."""
     Q = C.T @ C
     Q = 0.5 * (Q + Q.T)
@@ -193,7 +196,7 @@ def _solve_mixing(C: np.ndarray, limits: Limits, tol: float, seed: int) -> tuple
     return lam, y, out, math.sqrt(max(out.value, 0.0)) if math.isfinite(out.value) else math.nan
 
 
-def _solve_conic(C: np.ndarray, solver: str, limits: Limits, reduce: bool) -> tuple[float, np.ndarray, Outcome, float]:
+def _solve_conic(C: np.ndarray, solver: str, limits: Limits, reduce: bool) -> Solved:
     """(D) with ``C`` QR-reduced, through the cvxpy adapter (the trivial feasible dual when the
     solver returns none)."""
     import cvxpy as cp
@@ -229,7 +232,8 @@ def ball_sdp_bound(
     """
     t0 = time.perf_counter()
     if options.solver not in BALL_SOLVERS and options.solver.upper() not in BALL_SOLVERS:
-        raise LipoptError(f"unknown solver {options.solver!r} for sdp-ball; choose from {', '.join(BALL_SOLVERS)}")
+        choices = ", ".join(BALL_SOLVERS)
+        raise LipoptError(f"unknown solver {options.solver!r} for sdp-ball; choose from {choices}")
     C, err, info = ball_objective(net, c, domain)
     n0, N = C.shape
     build = time.perf_counter() - t0
@@ -237,7 +241,8 @@ def ball_sdp_bound(
     size = Size(variables=info["n_free"], psd_blocks=1, largest_block=n0 + N)
     if not np.any(C):
         cert = Certificate(safe_sum([err]), True, "closed form (zero objective)", 0.0)
-        return PartBound(cert.value, cert, Status.OPTIMAL, Timings(time.perf_counter() - t0, build), size, "none")
+        elapsed = Timings(time.perf_counter() - t0, build)
+        return PartBound(cert.value, cert, Status.OPTIMAL, elapsed, size, "none")
     limits = Limits(time_limit)
     if options.solver.lower() == "mixing":
         lam, y, out, val = _solve_mixing(C, limits, options.tol, seed)
@@ -290,10 +295,10 @@ class SdpBall(Method):
         timings = Timings(budget.elapsed(), sum(p.timings.build for p in parts),
                           sum(p.timings.solve for p in parts), sum(p.timings.certify for p in parts))
         svs = [p.solver_value for p in parts]
-        row = BoundResult(self.name, None, worst.value, all(p.certified for p in parts), worst.status, timings,
-                          replace(worst.size, solves=len(parts)), worst.solver, max(svs) if None not in svs else None,
-                          certificate=worst.certificate.kind)
+        row = BoundResult(self.name, None, worst.value, all(p.certified for p in parts), worst.status,
+                          timings, replace(worst.size, solves=len(parts)), worst.solver,
+                          max(svs) if None not in svs else None, certificate=worst.certificate.kind)
         if over_time:
-            row = row.with_note(f"time limit reached: {over_time} of {len(parts)} targets bounded by a trivial "
-                                "feasible dual (valid, loose)")
+            row = row.with_note(f"time limit reached: {over_time} of {len(parts)} targets bounded by a "
+                                "trivial feasible dual (valid, loose)")
         return row

@@ -10,6 +10,7 @@ from ..errors import LipoptError
 from ..floats import EPS, safe_sum
 from ..registry import Context, Method, register
 from ..results import BoundResult, Certificate, Size, Status
+from ..solvers.base import Outcome
 from .pop import PartBound, _finish, _unpack, run_pops
 
 
@@ -17,7 +18,7 @@ from .pop import PartBound, _finish, _unpack, run_pops
 class ExactPOPOptions:
     """Options of ``exact-pop``."""
 
-    max_vars: int = field(default=22, metadata={"help": "largest number of binary variables enumerated (2^n)"})
+    max_vars: int = field(default=22, metadata={"help": "most binary variables enumerated (2^n vertices)"})
 
 
 def exact_pop_bound(pop, max_vars: int = 22) -> PartBound:
@@ -30,8 +31,8 @@ def exact_pop_bound(pop, max_vars: int = 22) -> PartBound:
     v = exact_pop_max(poly, max_vars=max_vars) if poly.n_vars else poly.constant_term
     err = (poly.degree + poly.num_terms + 2) * EPS * poly.abs_coef_sum()
     cert = Certificate(safe_sum([v, err]), True, "enumeration", v, err)
-    return _finish(cert, slack, Status.OPTIMAL, t0, 0.0, time.perf_counter() - t0, 0.0,
-                   Size(variables=poly.n_vars), "enumeration")
+    out = Outcome(Status.OPTIMAL, v, solve_time=time.perf_counter() - t0, solver="enumeration")
+    return _finish(cert, slack, out, t0, 0.0, 0.0, Size(variables=poly.n_vars))
 
 
 @register
@@ -45,7 +46,8 @@ class ExactPOP(Method):
     def estimate(self, ctx: Context, level: int | None, options: ExactPOPOptions) -> Size:
         n = max((p.n_vars for p in ctx.problem().pops), default=0)
         terms = max((p.polynomial.num_terms for p in ctx.problem().pops), default=0)
-        return Size(variables=n, pops=len(ctx.problem().pops), memory_bytes=8 * (1 << min(n, 20)) + 64 * terms)
+        memory = 8 * (1 << min(n, 20)) + 64 * terms  # one chunk of vertex values, the masks
+        return Size(variables=n, pops=len(ctx.problem().pops), memory_bytes=memory)
 
     def run(self, ctx: Context, level: int | None, options: ExactPOPOptions) -> BoundResult:
         n = max((p.n_vars for p in ctx.problem().pops), default=0)

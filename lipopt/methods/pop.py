@@ -41,7 +41,7 @@ from ..hierarchy.shor import DENSE_SHOR_LIMIT, quadratic_form, shor_program
 from ..polynomial import Polynomial
 from ..registry import Context, Method, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
-from ..solvers.base import Limits, solve
+from ..solvers.base import Limits, Outcome, solve
 from ..solvers.highs import ALGORITHMS
 from ..solvers.lagrangian import ShorCutsProgram
 
@@ -69,6 +69,7 @@ class PartBound:
     size: Size = Size()
     solver: str = ""
     note: str = ""
+    iterations: int = 0
 
     @property
     def certified(self) -> bool:
@@ -86,11 +87,14 @@ def _unpack(pop) -> tuple[Polynomial, float]:
     return pop.polynomial, float(pop.rounding_slack)
 
 
-def _finish(cert: Certificate, slack: float, status: Status, t0: float, build: float, solve_t: float,
-            certify: float, size: Size, solver: str, note: str = "") -> PartBound:
+def _finish(
+    cert: Certificate, slack: float, out: Outcome, t0: float, build: float, certify: float, size: Size,
+    note: str = "",
+) -> PartBound:
+    """The part's bound from its certificate and the backend's outcome (status, time, solver)."""
     value = (safe_sum([cert.value, slack]) if slack else cert.value) if cert.certified else math.inf
-    return PartBound(value, cert, Status(status), Timings(time.perf_counter() - t0, build, solve_t, certify),
-                    size, solver, note)
+    timings = Timings(time.perf_counter() - t0, build, out.solve_time, certify)
+    return PartBound(value, cert, out.status, timings, size, out.solver, note, out.iterations)
 
 
 def _constant(poly: Polynomial, slack: float) -> PartBound:
@@ -116,11 +120,12 @@ class LPOptions:
     """Options of ``lp`` (CLI ``--lp-*``)."""
 
     algorithm: str = field(default="auto", metadata={
-        "help": "HiGHS algorithm (auto: dual simplex up to 20 000 non-zeros, interior point on the dual above)",
+        "help": "HiGHS algorithm (auto: dual simplex up to 20 000 non-zeros, interior point above)",
         "choices": ALGORITHMS})
     threads: int | None = field(default=None, metadata={"help": "HiGHS threads (0 or unset: automatic)"})
     basis: str = field(default="sherali-adams", metadata={
-        "help": "sherali-adams ({0,1}, u² = u) or krivine (LiPopt's box basis, never tighter)", "choices": BASES})
+        "help": "sherali-adams ({0,1}, u² = u) or krivine (LiPopt's box basis, never tighter)",
+        "choices": BASES})
     project: bool | None = field(default=None, metadata={
         "help": "eliminate the private top-level moments exactly (unset: at levels 2 and 3)"})
     cliques: str = field(default="min-degree", metadata={
@@ -129,7 +134,8 @@ class LPOptions:
 
 
 def lp_bound(
-    pop, level: int, options: LPOptions = LPOptions(), *, time_limit: float | None = None, max_bytes: float = 4e9
+    pop, level: int, options: LPOptions = LPOptions(), *, time_limit: float | None = None,
+    max_bytes: float = 4e9,
 ) -> PartBound:
     """Certified level-``level`` Sherali–Adams (or Krivine) bound on ``max p`` over ``{0,1}^n``
     (plus the POP's rounding slack). A solve stopped by ``time_limit`` is still certified (looser)."""
@@ -145,8 +151,8 @@ def lp_bound(
     t1 = time.perf_counter()
     cert = certify_lp(relax, out.duals[0], out.value)
     est = estimate_lp_size(cs, relax.level, relax.basis, project=relax.projected, poly=poly)
-    return _finish(cert, slack, out.status, t0, build, out.solve_time, time.perf_counter() - t1,
-                   replace(relax.size(), memory_bytes=est.memory_bytes), out.solver)
+    return _finish(cert, slack, out, t0, build, time.perf_counter() - t1,
+                   replace(relax.size(), memory_bytes=est.memory_bytes))
 
 
 def _lp_estimate(pop, level: int, options: LPOptions) -> Size:
@@ -169,8 +175,8 @@ class SDPOptions:
 
     solver: str = field(default="auto", metadata={
         "help": "auto (the table: mixing method for order-1 quadratic POPs, else a conic solver), mixing, "
-                "conic, or a conic solver by name", "choices": ("auto", "mixing", "conic", "MOSEK", "CLARABEL",
-                                                                "SCS", "CVXOPT")})
+                "conic, or a conic solver by name",
+        "choices": ("auto", "mixing", "conic", "MOSEK", "CLARABEL", "SCS", "CVXOPT")})
     cliques: str = field(default="auto", metadata={
         "help": "PSD blocks on the sparsity graph's cliques (auto: or one dense block when smaller)",
         "choices": ("auto", "dense", *CLIQUE_METHODS)})
@@ -178,9 +184,9 @@ class SDPOptions:
     sa_solver: str = field(default="auto", metadata={
         "help": "sdp+lp at level 2 on quadratic POPs: conic, lagrangian (rows dualised over mixing solves), "
                 "or auto (lagrangian above 500 PSD entries)", "choices": ("auto", "conic", "lagrangian")})
-    lagrangian_rounds: int = field(default=50, metadata={"help": "subgradient rounds of the Lagrangian route"})
+    lagrangian_rounds: int = field(default=50, metadata={"help": "subgradient rounds (Lagrangian route)"})
     max_block: int = field(default=DEFAULT_MAX_BLOCK, metadata={"help": "largest moment matrix built"})
-    max_iter: int | None = field(default=None, metadata={"help": "iteration cap (mixing sweeps, conic iterations)"})
+    max_iter: int | None = field(default=None, metadata={"help": "iteration cap (sweeps, conic iterations)"})
     tol: float = field(default=1e-7, metadata={"help": "relative gap tolerance of the mixing method"})
     verbose: bool = field(default=False, metadata={"help": "print the conic solver's log"})
 
@@ -257,18 +263,19 @@ def sdp_bound(
         rel = build_moment_relaxation(poly, used_order, cs, dense=dense, lp_level=sa_level,
                                       max_block=options.max_block, max_bytes=max_bytes)
         build = time.perf_counter() - t0
-        remaining = None if time_limit is None else max(time_limit - build, 1e-3)  # the limit covers the build
+        # the time limit covers the build
+        remaining = None if time_limit is None else max(time_limit - build, 1e-3)
         solver = "auto" if options.solver in ("auto", "conic") else options.solver
         out = solve(rel, solver, Limits(remaining, options.max_iter, options.verbose))
         t1 = time.perf_counter()
         Z, mu = list(out.duals[: len(rel.blocks)]), (out.duals[len(rel.blocks):] or (None,))[0]
         sv = out.value if math.isfinite(out.value) else None
-        cert = (certify_moment_dual(rel, Z or [None] * len(rel.blocks), mu, sv)
-                if any(z is not None for z in Z) or mu is not None else Certificate.none("SDP dual", sv, "no dual"))
+        cert = Certificate.none("SDP dual", sv, "no dual")
+        if any(z is not None for z in Z) or mu is not None:
+            cert = certify_moment_dual(rel, Z or [None] * len(rel.blocks), mu, sv)
         size = rel.size()
         build += out.setup_time
-    return _finish(cert, slack, out.status, t0, build, out.solve_time, time.perf_counter() - t1, size,
-                   out.solver, note)
+    return _finish(cert, slack, out, t0, build, time.perf_counter() - t1, size, note)
 
 
 def _sdp_estimate(pop, order: int, sa_level: int | None, options: SDPOptions) -> Size:
@@ -303,8 +310,8 @@ def _combine(name: str, level: int | None, problem, parts: list[PartBound], elap
     value = problem.combine(values) if all(np.isfinite(values)) else math.inf
     svs = [p.solver_value for p in parts]
     status = next((p.status for p in parts if p.status != Status.OPTIMAL), Status.OPTIMAL)
-    timings = Timings(elapsed) + Timings(0.0, *(sum(x) for x in zip(*((p.timings.build, p.timings.solve,
-                                                                       p.timings.certify) for p in parts))))
+    timings = Timings(elapsed, sum(p.timings.build for p in parts), sum(p.timings.solve for p in parts),
+                      sum(p.timings.certify for p in parts))
     notes = list(dict.fromkeys(p.note for p in parts if p.note))
     kinds = [p.certificate.kind for p in parts if p.certificate.kind != "closed form"]
     return BoundResult(
@@ -316,7 +323,9 @@ def _combine(name: str, level: int | None, problem, parts: list[PartBound], elap
     )
 
 
-def run_pops(name: str, level: int | None, ctx: Context, bound_one: Callable[[object, float | None], PartBound]):
+def run_pops(
+    name: str, level: int | None, ctx: Context, bound_one: Callable[[object, float | None], PartBound]
+) -> BoundResult:
     """Bound every POP of ``ctx.problem()`` with ``bound_one(pop, time_left)`` under the step's
     budget (module docstring) and combine them into one row."""
     problem = ctx.problem()

@@ -5,4 +5,5 @@ and chosen from one table by the program's shape."""
 
 from .base import Limits, LinearProgram, Outcome, Shape, ShorProgram, backends, register_backend, solve
 
-__all__ = ["Limits", "LinearProgram", "Outcome", "Shape", "ShorProgram", "backends", "register_backend", "solve"]
+__all__ = ["Limits", "LinearProgram", "Outcome", "Shape", "ShorProgram", "backends", "register_backend",
+           "solve"]

@@ -205,7 +205,8 @@ def backends() -> dict[str, Backend]:
 def backend(name: str) -> Backend:
     found = backends().get(name.lower())
     if found is None:
-        raise LipoptError(f"unknown solver {name!r}; choose from: {', '.join(b.name for b in _BACKENDS.values())}")
+        names = ", ".join(b.name for b in _BACKENDS.values())
+        raise LipoptError(f"unknown solver {name!r}; choose from: {names}")
     return found
 
 
@@ -290,7 +291,8 @@ def solve(
         chosen = [next(((c, s) for c, s in candidates(shape) if c is b), (b, {}))]
     failures: list[str] = []
     for b, rule_settings in chosen if fallback else chosen[:1]:
-        merged = {**DEFAULT_SETTINGS.get((shape.kind, b.name.lower()), {}), **rule_settings, **(settings or {})}
+        defaults = DEFAULT_SETTINGS.get((shape.kind, b.name.lower()), {})
+        merged = {**defaults, **rule_settings, **(settings or {})}
         out = b.solve(program, limits, merged)
         if out.status != Status.ERROR:
             return out

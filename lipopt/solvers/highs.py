@@ -156,10 +156,12 @@ def _run(h) -> tuple[str, Any]:
     return name, ms
 
 
-def solve_lp(lp: LinearProgram, limits: Limits = Limits(), settings: Mapping[str, Any] | None = None) -> Outcome:
+def solve_lp(
+    lp: LinearProgram, limits: Limits | None = None, settings: Mapping[str, Any] | None = None
+) -> Outcome:
     """Solve ``lp`` with HiGHS (settings in the module docstring; ``algorithm`` ``auto`` is not
     resolved here, see :data:`lipopt.solvers.base.RULES`)."""
-    opts = dict(settings or {})
+    limits, opts = limits or Limits(), dict(settings or {})
     algorithm = opts.pop("algorithm", "simplex")
     formulation = opts.pop("formulation", "auto")
     warm, keep = opts.pop("warm_start", None), opts.pop("keep_state", False)
@@ -197,8 +199,9 @@ def solve_lp(lp: LinearProgram, limits: Limits = Limits(), settings: Mapping[str
         raw = {"kInfeasible": "kUnbounded", "kUnbounded": "kInfeasible"}.get(raw, raw)
     status = status_of(raw)
     info, sol = h.getInfo(), h.getSolution()
-    its = sum(max(0, int(getattr(info, a, 0) or 0)) for a in (
-        "simplex_iteration_count", "ipm_iteration_count", "crossover_iteration_count", "pdlp_iteration_count"))
+    counts = ("simplex_iteration_count", "ipm_iteration_count", "crossover_iteration_count",
+              "pdlp_iteration_count")
+    its = sum(max(0, int(getattr(info, a, 0) or 0)) for a in counts)
     objective = float(info.objective_function_value)
     if formulation == "primal":
         mult = np.asarray(sol.row_dual, dtype=float) if len(sol.row_dual) == m else None

@@ -62,7 +62,8 @@ class _Lagrangian:
     def __init__(self, program: ShorCutsProgram, seed: int):
         from ..hierarchy.shor import shor_from_binary_quadratic
 
-        self.Q, self.q, self.const, self.extra = np.asarray(program.Q), program.q, program.const, program.extra
+        self.Q, self.q, self.const = np.asarray(program.Q), program.q, program.const
+        self.extra = program.extra
         C, self.offset, self.err = shor_from_binary_quadratic(self.Q, self.q, self.const, return_error=True)
         self.C = np.asarray(C, dtype=float)
         N = self.N = self.C.shape[0]
@@ -72,8 +73,10 @@ class _Lagrangian:
         self.ci, self.cj = np.repeat(I, 4), np.repeat(J, 4)
         self.ca, self.cb = np.tile(signs[:, 0], len(I)), np.tile(signs[:, 1], len(I))
         ci, cj, zc = self.ci, self.cj, np.full(len(self.ci), z)
-        self.flat = np.concatenate([ci * N + zc, zc * N + ci, cj * N + zc, zc * N + cj, ci * N + cj, cj * N + ci])
-        self.half = np.concatenate([self.ca, self.ca, self.cb, self.cb, self.ca * self.cb, self.ca * self.cb]) * 0.5
+        ca, cb = self.ca, self.cb
+        self.flat = np.concatenate([ci * N + zc, zc * N + ci, cj * N + zc, zc * N + cj, ci * N + cj,
+                                    cj * N + ci])
+        self.half = np.concatenate([ca, ca, cb, cb, ca * cb, ca * cb]) * 0.5
         self.count = np.bincount(self.flat, minlength=N * N)
         self.absC = np.abs(self.C).ravel()
         self.rng = np.random.default_rng(seed)
@@ -83,7 +86,8 @@ class _Lagrangian:
         w = np.tile(mu, 6) * self.half  # exact: μ·(±1/2)
         add = np.bincount(self.flat, weights=w, minlength=self.N * self.N)
         mass = np.bincount(self.flat, weights=np.abs(w), minlength=self.N * self.N)
-        return self.C + add.reshape(self.N, self.N), float(((self.count + 2.0) * EPS * (mass + self.absC)).sum())
+        ebound = float(((self.count + 2.0) * EPS * (mass + self.absC)).sum())
+        return self.C + add.reshape(self.N, self.N), ebound
 
     def cut_values(self, V: np.ndarray) -> np.ndarray:
         x0 = V[self.z]
@@ -99,7 +103,8 @@ class _Lagrangian:
     def certified(self, res: Outcome, mu: np.ndarray, ebound: float) -> float:
         if res.certificate is None or not res.certificate.certified:
             return math.inf
-        return safe_sum([res.certificate.value, self.offset, self.err, math.fsum(mu.tolist()), ebound, self.extra])
+        terms = [res.certificate.value, self.offset, self.err, math.fsum(mu.tolist()), ebound, self.extra]
+        return safe_sum(terms)
 
     def run(self, rounds: int, tol: float, seed: int, time_limit: float | None, inner_sweeps: int) -> Outcome:
         t1 = time.perf_counter()
@@ -131,7 +136,8 @@ class _Lagrangian:
             remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - t1), 1e-3)
             # inner accuracy well below the room left between the bound and the best lower bound
             inner_tol = min(1e-4, max(0.02 * (best - lower) / max(abs(best), 1e-300), 1e-9))
-            res = solve_shor_mixing(Cm, tol=inner_tol, seed=seed, V0=V, max_iter=inner_sweeps, time_limit=remaining)
+            res = solve_shor_mixing(Cm, tol=inner_tol, seed=seed, V0=V, max_iter=inner_sweeps,
+                                    time_limit=remaining)
             V = res.state
             val = self.certified(res, mu, ebound)
             lower = max(lower, self.rounding_lower(V))
@@ -150,8 +156,10 @@ class _Lagrangian:
             if done >= 15 and history[-11] - best <= max(tol, 1e-6) * abs(best):
                 stop = "optimal"
                 break
-        cert = (Certificate(best, True, "SDP dual + eigenvalue shift (Lagrangian SA rows)", float(best_solver))
-                if math.isfinite(best) else Certificate.none("SDP dual + eigenvalue shift", float(best_solver)))
+        kind = "SDP dual + eigenvalue shift (Lagrangian SA rows)"
+        cert = Certificate(best, True, kind, float(best_solver))
+        if not math.isfinite(best):
+            cert = Certificate.none(kind, float(best_solver))
         return Outcome(Status(stop), float(best_solver), (best_mu,), (best_V,), done, 0.0,
                        time.perf_counter() - t1, "mixing+lagrangian", certificate=cert, state=best_V)
 
@@ -171,8 +179,9 @@ class LagrangianBackend:
         seed = int(settings.get("seed", 0))
         n = program.Q.shape[0] + 1
         sweeps = settings.get("inner_sweeps") or max(25, 4000 // n)  # ≈ 4000 row updates per round
-        return _Lagrangian(program, seed).run(int(settings.get("rounds", 50)), float(settings.get("tol", 1e-7)),
-                                              seed, limits.time_limit, int(limits.max_iter or sweeps))
+        rounds, tol = int(settings.get("rounds", 50)), float(settings.get("tol", 1e-7))
+        sweeps = int(limits.max_iter or sweeps)
+        return _Lagrangian(program, seed).run(rounds, tol, seed, limits.time_limit, sweeps)
 
 
 register_backend(LagrangianBackend())

@@ -293,7 +293,8 @@ class MixingBackend:
         opts = dict(settings)
         if limits.max_iter is not None:
             opts["max_iter"] = int(limits.max_iter)
-        return solve_shor_mixing(program.C, time_limit=limits.time_limit, V0=opts.pop("warm_start", None), **opts)
+        warm = opts.pop("warm_start", None)
+        return solve_shor_mixing(program.C, time_limit=limits.time_limit, V0=warm, **opts)
 
 
 register_backend(MixingBackend())

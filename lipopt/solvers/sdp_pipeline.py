@@ -14,8 +14,9 @@ from ..methods.pop import sdp_bound as _sdp_bound
 
 
 def sdp_bound(
-    pop, degree: int = 1, *, with_lp: bool = False, time_limit: float | None = None, solver: str | None = None,
-    shor_solver: str = "auto", lp_solver: str = "auto", lagrangian_rounds: int = 50, clique_method: str = "auto",
+    pop, degree: int = 1, *, with_lp: bool = False, time_limit: float | None = None,
+    solver: str | None = None, shor_solver: str = "auto", lp_solver: str = "auto",
+    lagrangian_rounds: int = 50, clique_method: str = "auto",
     lp_level: int | None = None, psd_order: int = 1, max_block: int = DEFAULT_MAX_BLOCK,
     max_bytes: float | None = None, max_iter: int | None = None, tol: float = 1e-7, seed: int = 0,
     verbose: bool = False,
@@ -32,8 +33,8 @@ def sdp_bound(
     poly = _unpack(pop)[0].reduce_binary()
     level = (int(lp_level) if lp_level is not None else max(2, poly.degree, int(degree))) if with_lp else None
     order = int(psd_order) if with_lp else max(int(degree), math.ceil(poly.degree / 2))
-    options = SDPOptions("auto", clique_method, psd_order, lp_solver, lagrangian_rounds, max_block, max_iter, tol,
-                         verbose)
+    options = SDPOptions("auto", clique_method, psd_order, lp_solver, lagrangian_rounds, max_block, max_iter,
+                         tol, verbose)
     if shor_solver == "conic" or (solver and _route(poly, order, level, options) != "shor"):
         options = replace(options, solver=solver or "conic")
     return _sdp_bound(pop, order if with_lp else degree, options, sa_level=level, time_limit=time_limit,

@@ -1,0 +1,126 @@
+"""The registered relaxation methods (lp, sdp, sdp+lp, sdp-ball, exact-pop) against the old chain's
+rows, their time and memory limits, and the backend table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_net
+
+from lipopt.bounds import bound_chain
+from lipopt.errors import LipoptError
+from lipopt.exact import exact_lipschitz
+from lipopt.problems import make_domain, make_target
+from lipopt.registry import Context, get_method, option_groups, parse_options
+from lipopt.results import Status
+from lipopt.solvers.base import RULES, LinearProgram, Shape, backend, backends, candidates, solve
+
+# (sizes, seed, norm, target, local box, method, level, old chain options, new options)
+REQUESTS = [
+    ([4, 6, 1], 0, "inf", {"output": 0}, None, "lp", 2, {}, {}),
+    ([4, 6, 1], 0, "1", {"output": 0}, None, "lp", 3, {"lp": {"method": "ipm"}}, {"algorithm": "ipm"}),
+    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "lp", 4, {"lp": {"basis": "krivine"}},
+     {"basis": "krivine"}),
+    ([5, 6, 2], 2, "inf", {"margin": (0, 1)}, (-0.2, 0.3), "lp", 2, {"lp": {"clique_method": "dense"}},
+     {"cliques": "dense"}),
+    ([4, 6, 1], 0, "2", {"output": 0}, None, "sdp", 1, {}, {}),
+    ([4, 6, 1], 0, "inf", {"output": 0}, None, "sdp", 2, {}, {}),
+    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "sdp", 1, {}, {}),
+    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp", 1, {"sdp": {"shor_solver": "conic"}},
+     {"solver": "conic"}),
+    ([4, 6, 1], 0, "1", {"output": 0}, None, "sdp+lp", 1, {}, {}),
+    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp+lp", 1, {"sdp": {"lp_solver": "lagrangian"}},
+     {"sa_solver": "lagrangian"}),
+    ([5, 7, 3], 5, "2", {}, None, "sdp-ball", None, {}, {}),
+    ([4, 6, 1], 0, "2", {"output": 0}, (-0.5, 0.5), "exact-pop", None, {}, {}),
+]
+
+
+def _request(sizes, seed, norm, target, box):
+    net = random_net(sizes, seed)
+    domain = make_domain(net, box=box) if box else None
+    return net, make_target(net, **target), domain
+
+
+@pytest.mark.parametrize("request_", REQUESTS, ids=lambda r: f"{r[5]}-{r[6]}-{r[2]}")
+def test_registered_methods_give_the_old_chain_rows(request_):
+    sizes, seed, norm, target, box, method, level, old, new = request_
+    net, target, domain = _request(sizes, seed, norm, target, box)
+    (old_row,) = bound_chain(net, norm, [method], {method: [level]} if level else None, target, domain,
+                             options=old).bounds
+    m = get_method(method)
+    row = m.run(Context(net, norm, target, domain), level, parse_options(m.group(), new))
+    assert row.method == method and row.level == level
+    assert row.certified == old_row.certified and row.status == old_row.status
+    assert row.value == pytest.approx(old_row.value, rel=1e-12)
+    assert row.timings.total >= row.timings.solve >= 0 and row.size.pops in (None, len(Context(
+        net, norm, target, domain).problem().pops))
+    if row.certified and method != "exact-pop" and sum(net.hidden_sizes) <= 12 and net.is_chain:
+        exact = max(exact_lipschitz(net, c, norm, domain) for c in target.vectors)
+        assert row.value >= exact * (1 - 1e-12)
+
+
+def test_the_time_limit_is_shared_and_left_over_pops_get_the_degree_zero_certificate():
+    net = random_net([4, 6, 5, 1], seed=7)
+    ctx = Context(net, "1", make_target(net), None, time_limit=1e-9)
+    for method, level in (("lp", 3), ("sdp", 1), ("sdp+lp", 1), ("exact-pop", None)):
+        m = get_method(method)
+        row = m.run(ctx, level, m.Options())
+        old = bound_chain(net, "1", [method], {method: [level]} if level else None, time_limit=1e-9).bounds[0]
+        assert row.status == Status.TIME_LIMIT and row.certified and "positive coefficients" in row.note
+        if method != "exact-pop":  # the old exact-pop ignored the time limit
+            assert row.value == pytest.approx(old.value, rel=1e-12)
+        assert row.value >= exact_lipschitz(net, np.ones(1), "1")
+
+
+def test_estimates_come_before_building_and_the_memory_limit_refuses():
+    net = random_net([4, 6, 1], seed=0)
+    ctx = Context(net, "inf", make_target(net, output=0), None, max_memory_bytes=1e3)
+    lp = get_method("lp")
+    est = lp.estimate(ctx, 3, lp.Options())
+    row = lp.run(Context(net, "inf", make_target(net, output=0), None), 3, lp.Options())
+    assert (est.constraints, est.variables, est.nonzeros) == (row.size.constraints, row.size.variables,
+                                                              row.size.nonzeros)
+    assert est.memory_bytes > 1e3
+    with pytest.raises(LipoptError, match="memory budget"):
+        lp.run(ctx, 3, lp.Options())
+    sdp = get_method("sdp")
+    assert sdp.estimate(ctx, 5, sdp.Options()).memory_bytes > 1e3
+    with pytest.raises(LipoptError, match="order-5 moment relaxation would need"):
+        sdp.run(ctx, 5, sdp.Options())
+    with pytest.raises(LipoptError, match="exact-pop enumerates"):
+        get_method("exact-pop").run(ctx, None, parse_options("exact-pop", {"max_vars": 3}))
+
+
+def test_options_are_typed_and_keep_the_cli_flag_names():
+    groups = option_groups()
+    assert {"lp", "sdp", "sdp-ball", "exact-pop"} <= set(groups)
+    assert get_method("sdp").group() == get_method("sdp+lp").group() == "sdp"
+    assert {"algorithm", "threads", "basis", "project", "cliques"} <= set(groups["lp"].__dataclass_fields__)
+    assert parse_options("lp", {"algorithm": "ipm", "cliques": "min-fill"}).cliques == "min-fill"
+    with pytest.raises(LipoptError, match="must be one of"):
+        parse_options("lp", {"algorithm": "barrier"})
+    with pytest.raises(LipoptError, match="unknown sdp option 'shor_solver'"):
+        parse_options("sdp", {"shor_solver": "conic"})
+    assert get_method("sdp-ball").applies(Context(random_net([2, 3, 3, 1], 0), "2", None, None))
+    assert get_method("lp").hierarchy == "level" and get_method("sdp").hierarchy == "order"
+
+
+def test_one_table_chooses_the_backend_by_shape():
+    names = {b.name for b in backends().values()}
+    assert {"highs", "mixing", "lagrangian"} <= names
+    assert {r.kind for r in RULES} == {"lp", "shor", "shor+cuts", "moment", "lmi"}
+    (highs, small), = candidates(Shape("lp", nonzeros=100))
+    assert highs.name == "highs" and small == {"algorithm": "simplex"}
+    assert candidates(Shape("lp", nonzeros=10**6))[0][1] == {"algorithm": "ipm"}
+    assert candidates(Shape("shor", 1, 401))[0][0].name == "mixing"
+    first_conic = candidates(Shape("moment", 3, 10, psd_entries=100))[0][0].name
+    assert first_conic in ("MOSEK", "CLARABEL", "SCS", "CVXOPT")
+    with pytest.raises(LipoptError, match="unknown solver"):
+        backend("nope")
+    no_rows = sp.csr_matrix((0, 1))
+    empty = LinearProgram(np.ones(1), no_rows, np.zeros(0), np.zeros(0), np.zeros(1), np.ones(1))
+    with pytest.raises(LipoptError, match="does not solve lp programs"):
+        solve(empty, "mixing")
+    assert solve(empty).value == 1.0  # max x over 0 ≤ x ≤ 1 without rows
