@@ -124,3 +124,27 @@ def test_one_table_chooses_the_backend_by_shape():
     with pytest.raises(LipoptError, match="does not solve lp programs"):
         solve(empty, "mixing")
     assert solve(empty).value == 1.0  # max x over 0 ≤ x ≤ 1 without rows
+
+
+def test_highs_backend_solves_general_lps_with_duals_and_warm_starts():
+    """The LP backend beyond the relaxations' form (a branch and bound's repeated solves)."""
+    from lipopt.solvers.base import Limits, status_of
+    from lipopt.solvers.highs import solve_lp
+
+    rng = np.random.default_rng(0)
+    m, n = 60, 40
+    A = sp.csr_matrix(rng.normal(size=(m, n)))
+    lp = LinearProgram(rng.normal(size=n), A, np.full(m, -5.0), np.full(m, 4.0), -np.ones(n), np.ones(n), 0.5)
+    first = solve_lp(lp, Limits(), {"algorithm": "simplex", "keep_state": True})
+    again = solve_lp(lp, Limits(), {"algorithm": "simplex", "warm_start": first.state})
+    assert first.status == again.status == Status.OPTIMAL and again.iterations == 0
+    x, lam = first.primal[0], first.duals[0]
+    assert first.value == pytest.approx(0.5 + lp.c @ x, abs=1e-9)
+    assert np.all(A @ x >= -5 - 1e-9) and np.all(A @ x <= 4 + 1e-9)
+    # the documented sign convention: c + Aᵀλ are the reduced costs, zero strictly inside the bounds
+    reduced = lp.c + A.T @ lam
+    inside = np.abs(x) < 1 - 1e-9
+    assert np.allclose(reduced[inside], 0.0, atol=1e-8)
+    assert status_of("user_limit", 9.0, 10.0) == Status.TIME_LIMIT
+    assert status_of("user_limit", 1.0, 10.0) == Status.ITERATION_LIMIT
+    assert status_of("kInfeasible") == Status.ERROR
