@@ -148,3 +148,36 @@ def test_highs_backend_solves_general_lps_with_duals_and_warm_starts():
     assert status_of("user_limit", 9.0, 10.0) == Status.TIME_LIMIT
     assert status_of("user_limit", 1.0, 10.0) == Status.ITERATION_LIMIT
     assert status_of("kInfeasible") == Status.ERROR
+
+
+def test_a_new_backend_plugs_in_with_its_registration_and_rule():
+    """The seam for non-cvxpy solvers: a backend for moment relaxations that returns zero duals is
+    chosen by its rule, and its (loose) outcome is still certified: with ``Z = 0``, ``μ = 0`` the
+    certificate is the degree-0 bound ``p_∅ + Σ max(p_S, 0)``."""
+    from lipopt.methods.pop import SDPOptions, positive_part_bound, sdp_bound
+    from lipopt.problems import build_problem
+    from lipopt.results import Status
+    from lipopt.solvers import base
+
+    class ZeroDuals:
+        name, family, kinds = "zero-duals", "test", ("moment",)
+
+        def available(self) -> bool:
+            return True
+
+        def solve(self, program, limits, settings):
+            Z = tuple(np.zeros((b.size, b.size)) for b in program.blocks)
+            return base.Outcome(Status.ITERATION_LIMIT, float("nan"), (*Z, None), solver="zero-duals")
+
+    rule = base.Rule("moment", lambda s: True, ("zero-duals",))
+    base.register_backend(ZeroDuals())
+    base.add_rule(rule)
+    try:
+        net = random_net([3, 4, 1], 2)
+        pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
+        r = sdp_bound(pop, 1, SDPOptions(solver="conic"))
+        assert r.solver == "zero-duals" and r.status == Status.ITERATION_LIMIT and r.certified
+        assert r.value == pytest.approx(positive_part_bound(pop), rel=1e-9)
+    finally:
+        base.RULES.remove(rule)
+        base._BACKENDS.pop("zero-duals")

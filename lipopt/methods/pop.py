@@ -100,7 +100,8 @@ def _finish(
 def _constant(poly: Polynomial, slack: float) -> PartBound:
     """A POP without free variables: its constant, exactly."""
     v = poly.constant_term
-    return PartBound(safe_sum([v, slack]), Certificate(v, True, "closed form", v), Status.OPTIMAL)
+    value = safe_sum([v, slack]) if slack else v
+    return PartBound(value, Certificate(v, True, "closed form", v), Status.OPTIMAL)
 
 
 def positive_part_bound(pop) -> float:

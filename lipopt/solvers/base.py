@@ -16,10 +16,11 @@ A relaxation hands a backend a **program** of one *kind*:
 
 A **backend** (:class:`Backend`) declares its ``name``, ``family`` and the ``kinds`` it accepts and
 solves a program under :class:`Limits` into an :class:`Outcome`. :func:`register_backend` adds
-one (the seam for native first-order or GPU solvers: one new module and its registration);
-:func:`solve` picks the backend from :data:`RULES` by the program's :class:`Shape` unless one is
-named. Certificates are made from the outcome afterwards (:mod:`lipopt.certificates`); a backend
-that certifies while it iterates (the mixing method) attaches its :class:`Certificate`.
+one and :func:`add_rule` the shapes it should win (the seam for native first-order or GPU
+solvers: one new module, its registration and its rule); :func:`solve` picks the backend from
+:data:`RULES` by the program's :class:`Shape` unless one is named. Certificates are made from
+the outcome afterwards (:mod:`lipopt.certificates`); a backend that certifies while it iterates
+(the mixing method) attaches its :class:`Certificate`.
 
 Measurements behind the rules (2-core machine, one BLAS thread, cvxpy 1.9, Clarabel 0.11,
 SCS 3.3, CVXOPT 1.3, HiGHS 1.x; ``benchmarks/shor_solvers.py``):
@@ -61,8 +62,8 @@ from ..errors import LipoptError
 from ..results import Certificate, Status
 
 __all__ = [
-    "Backend", "Limits", "LinearProgram", "Outcome", "RULES", "Shape", "ShorProgram", "backend",
-    "backends", "candidates", "register_backend", "solve", "status_of",
+    "Backend", "Limits", "LinearProgram", "Outcome", "RULES", "Rule", "Shape", "ShorProgram", "add_rule",
+    "backend", "backends", "candidates", "register_backend", "solve", "status_of",
 ]
 
 
@@ -226,7 +227,7 @@ def _always(_: Shape) -> bool:
 
 
 #: the one table (measurements in the module docstring); the first rule that matches wins
-RULES: tuple[Rule, ...] = (
+RULES: list[Rule] = [
     Rule("lp", lambda s: s.nonzeros <= 20_000, ("highs",), {"highs": {"algorithm": "simplex"}}),
     Rule("lp", _always, ("highs",), {"highs": {"algorithm": "ipm"}}),
     Rule("shor", lambda s: s.largest_block <= 12, ("mixing", "MOSEK", "CLARABEL", "SCS", "CVXOPT")),
@@ -236,7 +237,13 @@ RULES: tuple[Rule, ...] = (
     Rule("moment", lambda s: s.psd_entries <= 500, ("MOSEK", "CLARABEL", "SCS", "CVXOPT")),
     Rule("moment", _always, ("MOSEK", "SCS", "CLARABEL", "CVXOPT")),
     Rule("lmi", _always, ("MOSEK", "CVXOPT", "CLARABEL", "SCS")),
-)
+]
+
+
+def add_rule(rule: Rule) -> None:
+    """Put ``rule`` first in the table (a new backend's module registers where it should win,
+    e.g. ``Rule("moment", lambda s: s.psd_entries > 10**5, ("my-gpu-solver", "SCS"))``)."""
+    RULES.insert(0, rule)
 
 #: settings a backend always gets for a kind (the SCS accuracies that make its answers certifiable)
 DEFAULT_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
