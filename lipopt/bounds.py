@@ -1,4 +1,4 @@
-"""Bounds on ``L_p(f)``: naive norm products, lower bounds, and the chain of certified relaxations.
+"""Bounds on ``L_p(f)``: naive norm products, lower bounds, and LipSDP's pre-registry pipeline.
 
 Upper bounds (all valid in floating point):
 
@@ -6,8 +6,9 @@ Upper bounds (all valid in floating point):
   (operator norms: ℓ∞ max row sum, ℓ1 max column sum, ℓ2 largest singular value).
 * ``abs-product``: ``|∇f| ≤ v = |W_1|ᵀ M_1 ⋯ |W_L|ᵀ M_L |W_{L+1}ᵀ c|`` entrywise, so
   ``L_p(f) ≤ ‖v‖_q``; never worse than ``naive`` for ℓ1 and ℓ∞.
-* relaxations (``lp``, ``sdp``, ``sdp+lp``, ``exact-pop``, ``lipsdp``) of the POPs of
-  :mod:`lipopt.problems`, each certified from its dual.
+* ``lipsdp`` (:func:`_lipsdp_bound`, bridged by :mod:`lipopt.methods._legacy`); the relaxations
+  of the POPs (``lp``, ``sdp``, ``sdp+lp``, ``sdp-ball``, ``exact-pop``) are registered methods
+  (:mod:`lipopt.methods`).
 
 Lower bound (``lower``): the largest ``‖∇f(x)‖_q`` found at real points of the domain, from random
 samples and multi-start ascent on a smoothed surrogate. Any such value is ≤ the true constant.
@@ -15,37 +16,30 @@ samples and multi-start ascent on a smoothed surrogate. Any such value is ≤ th
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import LipoptError
-from .floats import EPS, safe_sum
+from .floats import EPS
 from .network import Network, Residual
 from .problems import (
-    BinaryPOP,
     Domain,
-    LipschitzProblem,
     Target,
-    build_problem,
     derivative_ranges,
     make_target,
     parse_norm,
 )
+from .results import LowerBound
 
-UPPER_METHODS = ("naive", "abs-product", "lp", "sdp", "sdp+lp", "sdp-ball", "exact-pop", "lipsdp")
-METHODS = UPPER_METHODS + ("lower",)
-RELAXATIONS = ("lp", "sdp", "sdp+lp")
 GLOBAL_SAMPLING_RADIUS = 10.0
 
 
 @dataclass
-class BoundResult:
-    """One row of the chain. ``value`` is an upper bound on ``L`` iff ``certified``."""
+class _LegacyRow:
+    """The row type of the pre-registry LipSDP pipeline below (converted by :mod:`lipopt.methods._legacy`)."""
 
     method: str
     degree: int | None
@@ -59,62 +53,6 @@ class BoundResult:
     size: dict = field(default_factory=dict)
     solver: str | None = None
     note: str | None = None
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("value", "solver_value"):
-            if d[k] is not None and not np.isfinite(d[k]):
-                d[k] = None
-        return d
-
-
-@dataclass
-class LowerBound:
-    value: float
-    method: str
-    point: np.ndarray | None = None
-    target: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "method": self.method}
-
-
-@dataclass
-class ChainResult:
-    network: str
-    norm: str
-    target: Target
-    domain: Domain | None
-    bounds: list[BoundResult]
-    lower_bound: LowerBound | None
-
-    @property
-    def best(self) -> BoundResult | None:
-        """The smallest certified upper bound."""
-        cert = [b for b in self.bounds if b.certified and np.isfinite(b.value)]
-        return min(cert, key=lambda b: b.value) if cert else None
-
-    @property
-    def ratio(self) -> float | None:
-        best, low = self.best, self.lower_bound
-        if best is None or low is None or low.value <= 0:
-            return None
-        return best.value / low.value
-
-    def to_dict(self) -> dict:
-        best = self.best
-        return {
-            "network": self.network,
-            "norm": self.norm,
-            "target": self.target.to_dict(),
-            "domain": None if self.domain is None else self.domain.to_dict(),
-            "bounds": [b.to_dict() for b in self.bounds],
-            "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),
-            "best": None
-            if best is None
-            else {"method": best.method, "degree": best.degree, "value": best.value},
-            "ratio_to_lower": self.ratio,
-        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,143 +299,11 @@ def _secant_lower(
 
 
 # ---------------------------------------------------------------------------------------------
-# The chain
+# LipSDP (pre-registry)
 # ---------------------------------------------------------------------------------------------
-def _relaxation_bound(
-    problem: LipschitzProblem,
-    method: str,
-    degree: int,
-    options: dict,
-) -> BoundResult:
-    """Run one relaxation on every POP of the problem and combine (max, then transform)."""
-    runner = _relaxation_runner(method)
-    key = "lp" if method == "lp" else "sdp"
-    budget = options.get(key, {}).get("time_limit")
-    values, solver_values, statuses = [], [], []
-    build = solve = 0.0
-    size: dict = {}
-    certified = True
-    solver_name = None
-    over_time = 0
-    t0 = time.perf_counter()
-    for pop in problem.pops:
-        if pop.n_vars == 0:  # constant polynomial: exact
-            values.append(pop.polynomial.constant_term + pop.rounding_slack)
-            solver_values.append(pop.polynomial.constant_term)
-            statuses.append("optimal")
-            continue
-        pop_options = options
-        if budget is not None:  # the time limit covers the whole step, shared by its POPs
-            remaining = budget - (time.perf_counter() - t0)
-            if remaining <= 0.0:
-                values.append(positive_part_bound(pop))
-                solver_values.append(None)
-                statuses.append("time_limit")
-                over_time += 1
-                continue
-            pop_options = {**options, key: {**options.get(key, {}), "time_limit": remaining}}
-        r = runner(pop, degree, pop_options)
-        values.append(r.value)
-        solver_values.append(r.solver_value)
-        statuses.append(str(r.status))
-        certified &= bool(r.certified)
-        build += r.timings.build
-        solve += r.timings.solve
-        solver_name = r.solver or solver_name
-        for k, v in r.size.to_dict().items():
-            k = _LEGACY_SIZE_KEYS.get(k, k)
-            maxed = k.startswith("max") or k == "memory_bytes"
-            size[k] = max(size.get(k, 0), v) if maxed else size.get(k, 0) + v
-    status = next((s for s in statuses if s != "optimal"), "optimal")
-    value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
-    solver_value = (
-        problem.combine(solver_values)
-        if all(v is not None and np.isfinite(v) for v in solver_values)
-        else None
-    )
-    size["pops"] = len(problem.pops)
-    result = BoundResult(
-        method,
-        degree,
-        value,
-        bool(certified and np.isfinite(value)),
-        status,
-        time.perf_counter() - t0,
-        build,
-        solve,
-        solver_value,
-        size,
-        solver_name,
-    )
-    if over_time:
-        result.note = (
-            f"time limit reached: {over_time} of {len(problem.pops)} POPs bounded by their "
-            "positive coefficients only (valid, loose)"
-        )
-    return result
-
-
-#: typed :class:`~lipopt.results.Size` fields → the size keys of the old rows (the sweep's columns)
-_LEGACY_SIZE_KEYS = {"constraints": "rows", "variables": "cols", "nonzeros": "nnz",
-                     "largest_clique": "max_clique", "psd_blocks": "n_blocks", "largest_block": "max_block"}
-
-
-def positive_part_bound(pop: BinaryPOP) -> float:
-    """The degree-0 certificate ``max p ≤ p_∅ + Σ_{S≠∅} max(p_S, 0)`` on ``{0,1}^n`` (each
-    ``u^S ∈ {0,1}``), plus the POP's rounding slack; summed with :func:`~lipopt.floats.safe_sum`."""
-    coef = pop.polynomial.coef
-    const = pop.polynomial.constant_term
-    positive = coef[(coef > 0) & (pop.polynomial.degrees > 0)]
-    return safe_sum([const, *positive.tolist(), pop.rounding_slack])
-
-
-def _relaxation_runner(method: str) -> Callable:
-    """``(pop, degree, options) -> result`` with value/solver_value/certified/status/times/size."""
-    if method == "lp":
-        from .solvers.lp_pipeline import lp_bound
-
-        return lambda pop, k, o: lp_bound(pop, k, **o.get("lp", {}))
-    if method in ("sdp", "sdp+lp"):
-        from .solvers.sdp_pipeline import sdp_bound
-
-        return lambda pop, k, o: sdp_bound(pop, k, with_lp=(method == "sdp+lp"), **o.get("sdp", {}))
-    raise LipoptError(f"unknown relaxation {method!r}")
-
-
-def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> BoundResult:
-    from .exact import exact_pop_max
-
-    t0 = time.perf_counter()
-    vals = []
-    for pop in problem.pops:
-        if pop.n_vars > max_vars:
-            raise LipoptError(
-                f"exact-pop enumerates 2^{pop.n_vars} vertices, above the limit of 2^{max_vars}; "
-                "use it on tiny networks only, or use --method lp"
-            )
-        v = exact_pop_max(pop.polynomial, max_vars=max_vars) if pop.n_vars else pop.polynomial.constant_term
-        # evaluation error of a sum of products: ≤ (degree + terms)·eps·Σ|coef|
-        err = (pop.degree + pop.polynomial.num_terms + 2) * EPS * pop.polynomial.abs_coef_sum()
-        vals.append(v + err + pop.rounding_slack)
-    dt = time.perf_counter() - t0
-    value = problem.combine(vals)
-    return BoundResult(
-        "exact-pop",
-        None,
-        value,
-        True,
-        "optimal",
-        dt,
-        0.0,
-        dt,
-        value,
-        {"max_vars": max(p.n_vars for p in problem.pops)},
-    )
-
-
 def _lipsdp_bound(
     net: Network, norm: str, target: Target, domain: Domain | None, options: dict
-) -> BoundResult:
+) -> _LegacyRow:
     """LipSDP-Neuron. One target vector ``c`` (``--output``, ``--margin``): the scalar network
     ``cᵀN`` (last layer folded to ``cᵀW_{L+1}``), which bounds exactly the chain's quantity.
     Several: the vector-output constant ``L`` of ``N`` (the published comparison), and
@@ -540,7 +346,7 @@ def _lipsdp_bound(
     dt = time.perf_counter() - t0
     worst = max(range(len(runs)), key=lambda i: runs[i][1])
     r, value, solver_value = runs[worst]
-    result = BoundResult(
+    result = _LegacyRow(
         "lipsdp",
         None,
         value * (1 + 4 * EPS),
@@ -554,165 +360,3 @@ def _lipsdp_bound(
         getattr(r, "solver", None),
     )
     return result
-
-
-def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> BoundResult:
-    """``sdp-ball``: the registered method (:mod:`lipopt.methods.ball`) as an old-style row."""
-    if norm != "2":
-        raise LipoptError("sdp-ball bounds the ℓ2 constant only: use it with --norm 2, or --method sdp")
-    from .registry import Context, get_method, parse_options
-
-    opts = dict(options.get("sdp-ball", {}))
-    time_limit, seed = opts.pop("time_limit", None), opts.pop("seed", 0)
-    ctx = Context(net, norm, target, domain, seed=seed, time_limit=time_limit)
-    r = get_method("sdp-ball").run(ctx, None, parse_options("sdp-ball", opts))
-    t = r.timings
-    return BoundResult("sdp-ball", None, r.value, r.certified, str(r.status), t.total, t.build, t.solve,
-                       r.solver_value, r.size.to_dict(), r.solver)
-
-
-def _keep_monotone(previous: list[BoundResult], new: BoundResult) -> BoundResult:
-    """Levels are nested, so a lower level's certificate is valid for a higher one: if the new
-    level's certified value came out above it (solver tolerance), report the tighter one."""
-    earlier = [
-        b
-        for b in previous
-        if b.method == new.method and b.certified and b.degree is not None and b.degree < new.degree
-    ]
-    if not earlier:
-        return new
-    best = min(earlier, key=lambda b: b.value)
-    if new.certified and new.value <= best.value:
-        return new
-    new.note = (
-        f"degree {new.degree} certified {new.value:.10g}"
-        + ("" if new.certified else " (not certified)")
-        + f"; kept the degree-{best.degree} certificate, valid for every higher degree"
-    )
-    new.value, new.certified = best.value, True
-    return new
-
-
-def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:
-    deg = max((p.degree for p in problem.pops), default=1)
-    if method == "lp":
-        return [max(deg, 2), max(deg, 2) + 1]
-    return [1]
-
-
-def bound_chain(
-    net: Network,
-    norm: str = "inf",
-    methods: Sequence[str] = ("naive", "abs-product", "lp", "lower"),
-    degrees: Sequence[int] | dict[str, Sequence[int]] | None = None,
-    target: Target | None = None,
-    domain: Domain | None = None,
-    *,
-    seed: int = 0,
-    time_limit: float | None = None,
-    max_memory_bytes: float = 8e9,
-    exact_max_vars: int = 22,
-    progress: bool = False,
-    options: dict | None = None,
-) -> ChainResult:
-    """Naive products, relaxations of each requested degree, and a lower bound.
-
-    ``degrees`` applies to the relaxations — one list for all, or ``{method: [degrees]}`` —
-    (``lp``: Sherali–Adams level k ≥ polynomial degree;
-    ``sdp``: moment order d, 1 = Shor). Relaxation values are non-increasing in the degree.
-    """
-    norm = parse_norm(norm)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise LipoptError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
-    per_method = degrees if isinstance(degrees, dict) else {m: degrees for m in RELAXATIONS}
-    for degs in per_method.values():
-        bad = [d for d in (degs or []) if not isinstance(d, int | np.integer) or d < 1]
-        if bad:
-            raise LipoptError(f"degree must be a positive integer, got {bad[0]!r}")
-    target = target or make_target(net)
-    opts = {key: dict(value) for key, value in (options or {}).items()}  # never mutate the caller's
-    opts.setdefault("lp", {}).setdefault("time_limit", time_limit)
-    opts["lp"].setdefault("max_bytes", max_memory_bytes)
-    opts.setdefault("sdp", {}).setdefault("time_limit", time_limit)
-    opts["sdp"].setdefault("max_bytes", max_memory_bytes)
-    opts.setdefault("sdp-ball", {}).setdefault("time_limit", time_limit)
-
-    steps: list[tuple[str, int | None]] = []
-    problem: LipschitzProblem | None = None
-    needs_problem = any(m in RELAXATIONS or m == "exact-pop" for m in methods)
-    ranges = None  # one interval (CROWN) pass shared by the baselines and the POP
-    if needs_problem or any(m in ("naive", "abs-product") for m in methods):
-        ranges = derivative_ranges(net, domain)
-    if needs_problem:
-        problem = build_problem(net, norm, target, domain, ranges=ranges)
-    for m in methods:
-        if m in RELAXATIONS:
-            assert problem is not None
-            given = per_method.get(m)
-            degs = sorted(set(given)) if given else default_degrees(problem, m)
-            steps.extend((m, int(d)) for d in degs)
-        elif m != "lower":
-            steps.append((m, None))
-
-    bar = _progress(len(steps) + ("lower" in methods), progress)
-    results: list[BoundResult] = []
-    refusals: list[LipoptError] = []
-    for m, d in steps:
-        bar.set_description(f"{m}" + (f" degree {d}" if d else ""))
-        t0 = time.perf_counter()
-        if m == "naive":
-            v = naive_bound(net, norm, target, domain, ranges)
-            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
-        elif m == "abs-product":
-            v = abs_product_bound(net, norm, target, domain, ranges)
-            results.append(BoundResult(m, None, v, True, "optimal", time.perf_counter() - t0))
-        elif m == "exact-pop":
-            assert problem is not None
-            results.append(_exact_pop_bound(problem, exact_max_vars))
-        elif m == "lipsdp":
-            results.append(_lipsdp_bound(net, norm, target, domain, opts))
-        elif m == "sdp-ball":
-            results.append(_ball_bound(net, norm, target, domain, opts))
-        else:
-            assert problem is not None and d is not None
-            try:
-                results.append(_keep_monotone(results, _relaxation_bound(problem, m, d, opts)))
-            except LipoptError as exc:
-                # too large / unsupported: one step alone ends with its error; in a chain it
-                # becomes a "refused" row and the other bounds are kept
-                if len(steps) == 1:
-                    raise
-                refusals.append(exc)
-                results.append(_refused(m, d, exc, time.perf_counter() - t0))
-        bar.update(1)
-    if refusals and len(refusals) == len(results):
-        bar.close()
-        raise refusals[0]  # nothing but refusals: the first one is the answer
-    low = None
-    if "lower" in methods:
-        bar.set_description("lower bound")
-        low = lower_bound(net, norm, target, domain, seed=seed)
-        bar.update(1)
-    bar.close()
-    return ChainResult(net.name, norm, target, domain, results, low)
-
-
-def _refused(method: str, degree: int, exc: LipoptError, elapsed: float) -> BoundResult:
-    r = BoundResult(method, degree, float("inf"), False, "refused", elapsed)
-    r.note = str(exc)
-    return r
-
-
-class _NoBar:
-    def set_description(self, *_a) -> None: ...
-    def update(self, *_a) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, file=sys.stderr, leave=False, unit="step")

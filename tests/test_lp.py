@@ -306,7 +306,7 @@ def test_memory_budget_refused():
     with pytest.raises(LipoptError, match="memory budget") as info:
         build_lp(pop.polynomial, cs, 3, max_bytes=1e3)
     msg = str(info.value)
-    assert "lower the degree" in msg and "--max-memory" in msg and "GB" in msg
+    assert "lower the level" in msg and "--max-memory" in msg and "GB" in msg
     with pytest.raises(LipoptError, match="unknown LP basis"):
         build_lp(pop.polynomial, cs, 3, basis="bernstein")
     with pytest.raises(LipoptError, match="unknown LP algorithm"):

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import random_net
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz
 from lipopt.problems import make_domain, make_target
@@ -16,24 +16,20 @@ from lipopt.registry import Context, get_method, option_groups, parse_options
 from lipopt.results import Status
 from lipopt.solvers.base import RULES, LinearProgram, Shape, backend, backends, candidates, solve
 
-# (sizes, seed, norm, target, local box, method, level, old chain options, new options)
+# (sizes, seed, norm, target, local box, method, level, options)
 REQUESTS = [
-    ([4, 6, 1], 0, "inf", {"output": 0}, None, "lp", 2, {}, {}),
-    ([4, 6, 1], 0, "1", {"output": 0}, None, "lp", 3, {"lp": {"method": "ipm"}}, {"algorithm": "ipm"}),
-    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "lp", 4, {"lp": {"basis": "krivine"}},
-     {"basis": "krivine"}),
-    ([5, 6, 2], 2, "inf", {"margin": (0, 1)}, (-0.2, 0.3), "lp", 2, {"lp": {"clique_method": "dense"}},
-     {"cliques": "dense"}),
-    ([4, 6, 1], 0, "2", {"output": 0}, None, "sdp", 1, {}, {}),
-    ([4, 6, 1], 0, "inf", {"output": 0}, None, "sdp", 2, {}, {}),
-    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "sdp", 1, {}, {}),
-    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp", 1, {"sdp": {"shor_solver": "conic"}},
-     {"solver": "conic"}),
-    ([4, 6, 1], 0, "1", {"output": 0}, None, "sdp+lp", 1, {}, {}),
-    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp+lp", 1, {"sdp": {"lp_solver": "lagrangian"}},
-     {"sa_solver": "lagrangian"}),
-    ([5, 7, 3], 5, "2", {}, None, "sdp-ball", None, {}, {}),
-    ([4, 6, 1], 0, "2", {"output": 0}, (-0.5, 0.5), "exact-pop", None, {}, {}),
+    ([4, 6, 1], 0, "inf", {"output": 0}, None, "lp", 2, {}),
+    ([4, 6, 1], 0, "1", {"output": 0}, None, "lp", 3, {"algorithm": "ipm"}),
+    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "lp", 4, {"basis": "krivine"}),
+    ([5, 6, 2], 2, "inf", {"margin": (0, 1)}, (-0.2, 0.3), "lp", 2, {"cliques": "dense"}),
+    ([4, 6, 1], 0, "2", {"output": 0}, None, "sdp", 1, {}),
+    ([4, 6, 1], 0, "inf", {"output": 0}, None, "sdp", 2, {}),
+    ([3, 4, 4, 1], 1, "inf", {"output": 0}, None, "sdp", 1, {}),
+    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp", 1, {"solver": "conic"}),
+    ([4, 6, 1], 0, "1", {"output": 0}, None, "sdp+lp", 1, {}),
+    ([5, 6, 1], 3, "inf", {"output": 0}, None, "sdp+lp", 1, {"sa_solver": "lagrangian"}),
+    ([5, 7, 3], 5, "2", {}, None, "sdp-ball", None, {}),
+    ([4, 6, 1], 0, "2", {"output": 0}, (-0.5, 0.5), "exact-pop", None, {}),
 ]
 
 
@@ -44,53 +40,57 @@ def _request(sizes, seed, norm, target, box):
 
 
 @pytest.mark.parametrize("request_", REQUESTS, ids=lambda r: f"{r[5]}-{r[6]}-{r[2]}")
-def test_registered_methods_give_the_old_chain_rows(request_):
-    sizes, seed, norm, target, box, method, level, old, new = request_
+def test_registered_methods_are_sound_and_the_chain_runs_them_as_is(request_):
+    """A step run directly equals the chain's row for it; certified values are ≥ the exact
+    constant (ℓ2 vector constants: ≥ every scalar one). Before/after values of the rework against
+    the pre-registry pipelines: ``benchmarks/relaxations_before_after.py``."""
+    sizes, seed, norm, target, box, method, level, options = request_
     net, target, domain = _request(sizes, seed, norm, target, box)
-    (old_row,) = bound_chain(net, norm, [method], {method: [level]} if level else None, target, domain,
-                             options=old).bounds
+    (chain_row,) = bound_chain(net, norm, [method], {method: [level]} if level else None, target, domain,
+                               options={get_method(method).group(): options}).bounds
     m = get_method(method)
-    row = m.run(Context(net, norm, target, domain), level, parse_options(m.group(), new))
-    assert row.method == method and row.level == level
-    assert row.certified == old_row.certified and row.status == old_row.status
-    assert row.value == pytest.approx(old_row.value, rel=1e-12)
-    assert row.timings.total >= row.timings.solve >= 0 and row.size.pops in (None, len(Context(
-        net, norm, target, domain).problem().pops))
-    if row.certified and method != "exact-pop" and sum(net.hidden_sizes) <= 12 and net.is_chain:
-        exact = max(exact_lipschitz(net, c, norm, domain) for c in target.vectors)
-        assert row.value >= exact * (1 - 1e-12)
+    row = m.run(Context(net, norm, target, domain), level, parse_options(m.group(), options))
+    assert row.method == method and row.level == level and row.certified
+    assert row.status == chain_row.status and row.value == pytest.approx(chain_row.value, rel=1e-12)
+    assert row.timings.total >= row.timings.solve >= 0
+    exact = max(exact_lipschitz(net, c, norm, domain) for c in target.vectors)
+    assert row.value >= exact * (1 - 1e-12)
 
 
 def test_the_time_limit_is_shared_and_left_over_pops_get_the_degree_zero_certificate():
+    from lipopt.methods.pop import positive_part_bound
+
     net = random_net([4, 6, 5, 1], seed=7)
     ctx = Context(net, "1", make_target(net), None, time_limit=1e-9)
+    degree_zero = ctx.problem().combine([positive_part_bound(p) for p in ctx.problem().pops])
     for method, level in (("lp", 3), ("sdp", 1), ("sdp+lp", 1), ("exact-pop", None)):
         m = get_method(method)
         row = m.run(ctx, level, m.Options())
-        old = bound_chain(net, "1", [method], {method: [level]} if level else None, time_limit=1e-9).bounds[0]
         assert row.status == Status.TIME_LIMIT and row.certified and "positive coefficients" in row.note
-        if method != "exact-pop":  # the old exact-pop ignored the time limit
-            assert row.value == pytest.approx(old.value, rel=1e-12)
+        assert row.value == pytest.approx(degree_zero, rel=1e-12)
         assert row.value >= exact_lipschitz(net, np.ones(1), "1")
 
 
 def test_estimates_come_before_building_and_the_memory_limit_refuses():
     net = random_net([4, 6, 1], seed=0)
-    ctx = Context(net, "inf", make_target(net, output=0), None, max_memory_bytes=1e3)
+    target = make_target(net, output=0)
+    roomy, tight = Context(net, "inf", target, None), Context(net, "inf", target, None, max_memory_bytes=1e3)
     lp = get_method("lp")
-    est = lp.estimate(ctx, 3, lp.Options())
-    row = lp.run(Context(net, "inf", make_target(net, output=0), None), 3, lp.Options())
+    est = lp.estimate(roomy, 3, lp.Options())
+    row = lp.run(roomy, 3, lp.Options())
     assert (est.constraints, est.variables, est.nonzeros) == (row.size.constraints, row.size.variables,
                                                               row.size.nonzeros)
     assert est.memory_bytes > 1e3
-    with pytest.raises(LipoptError, match="memory budget"):
-        lp.run(ctx, 3, lp.Options())
+    for step in (lp.estimate, lp.run):  # refused before anything is built, with the LP's size
+        with pytest.raises(LipoptError, match=r"level-3 LP .* rows.*memory budget"):
+            step(tight, 3, lp.Options())
     sdp = get_method("sdp")
-    assert sdp.estimate(ctx, 5, sdp.Options()).memory_bytes > 1e3
-    with pytest.raises(LipoptError, match="order-5 moment relaxation would need"):
-        sdp.run(ctx, 5, sdp.Options())
+    assert sdp.estimate(roomy, 5, sdp.Options()).memory_bytes > 1e3
+    for step in (sdp.estimate, sdp.run):
+        with pytest.raises(LipoptError, match="order-5 moment relaxation would need"):
+            step(tight, 5, sdp.Options())
     with pytest.raises(LipoptError, match="exact-pop enumerates"):
-        get_method("exact-pop").run(ctx, None, parse_options("exact-pop", {"max_vars": 3}))
+        get_method("exact-pop").run(tight, None, parse_options("exact-pop", {"max_vars": 3}))
 
 
 def test_options_are_typed_and_keep_the_cli_flag_names():
@@ -103,6 +103,10 @@ def test_options_are_typed_and_keep_the_cli_flag_names():
         parse_options("lp", {"algorithm": "barrier"})
     with pytest.raises(LipoptError, match="unknown sdp option 'shor_solver'"):
         parse_options("sdp", {"shor_solver": "conic"})
+    with pytest.raises(LipoptError, match="'max_iter' must be >= 1"):
+        parse_options("sdp", {"max_iter": 0})
+    with pytest.raises(LipoptError, match="project = on applies to the Sherali–Adams basis only"):
+        parse_options("lp", {"project": True, "basis": "krivine"})
     assert get_method("sdp-ball").applies(Context(random_net([2, 3, 3, 1], 0), "2", None, None))
     assert get_method("lp").hierarchy == "level" and get_method("sdp").hierarchy == "order"
 

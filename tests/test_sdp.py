@@ -263,10 +263,10 @@ def test_early_stop_still_gives_valid_bounds():
 
 
 def test_bound_chain_runs_the_sdp_methods():
-    from lipopt.bounds import bound_chain
+    from lipopt.chain import bound_chain
 
     net = net_from_rng([3, 4, 2], seed=5)
-    chain = bound_chain(net, "inf", methods=("sdp", "sdp+lp"), degrees=[1], target=make_target(net, output=1))
+    chain = bound_chain(net, "inf", methods=("sdp", "sdp+lp"), levels=[1], target=make_target(net, output=1))
     vals = {b.method: b for b in chain.bounds}
     assert vals["sdp"].certified and vals["sdp+lp"].certified
     assert vals["sdp+lp"].value <= vals["sdp"].value + TOL

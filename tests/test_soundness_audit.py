@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
 from lipopt.network import Activation, Dense, Network, Residual
@@ -85,13 +85,13 @@ def exact_pop(net: Network, target, norm: str, domain=None) -> float:
     return prob.combine(vals)
 
 
-def all_bounds(net, norm, target, domain=None, methods=UPPER, degrees=None, options=None):
+def all_bounds(net, norm, target, domain=None, methods=UPPER, levels=None, options=None):
     """Run each method on its own (a refusal of one must not hide the others)."""
-    degrees = degrees or {"lp": None, "sdp": [1], "sdp+lp": [2, 3]}
+    levels = levels or {"lp": None, "sdp": [1], "sdp+lp": [2, 3]}
     out = []
     for m in methods:
         try:
-            ch = bound_chain(net, norm, [m], degrees={m: degrees.get(m)} if m in degrees else None,
+            ch = bound_chain(net, norm, [m], levels={m: levels.get(m)} if m in levels else None,
                              target=target, domain=domain, options=options)
         except LipoptError:
             continue
@@ -102,7 +102,7 @@ def all_bounds(net, norm, target, domain=None, methods=UPPER, degrees=None, opti
 def assert_above(bounds, reference: float, what: str) -> None:
     for b in bounds:
         assert b.value >= reference * (1 - REL) - ABS, (
-            f"{b.method} degree {b.degree}: certified {b.value!r} < {what} {reference!r}"
+            f"{b.method} degree {b.level}: certified {b.value!r} < {what} {reference!r}"
         )
 
 
@@ -195,15 +195,15 @@ def test_chains_are_monotone_and_sound(norm, sizes, local):
     pop = exact_pop(net, target, norm, domain)
     deg = build_problem(net, norm, target, domain).pops[0].degree
     ch = bound_chain(net, norm, ["lp", "sdp+lp"], target=target, domain=domain,
-                     degrees={"lp": [deg, deg + 1, deg + 2], "sdp+lp": [2, 3, 4]})
+                     levels={"lp": [deg, deg + 1, deg + 2], "sdp+lp": [2, 3, 4]})
     for method in ("lp", "sdp+lp"):
         vals = [b.value for b in ch.bounds if b.method == method]
         assert all(b.certified for b in ch.bounds if b.method == method)
         assert all(a >= b for a, b in itertools.pairwise(vals)), (method, vals)
         assert min(vals) >= pop * (1 - REL) - ABS
     n_vars = max(p.n_vars for p in build_problem(net, norm, target, domain).pops)
-    full = bound_chain(net, norm, ["lp"], target=target, domain=domain, degrees=[max(n_vars, deg)],
-                       options={"lp": {"sparse": False}})
+    full = bound_chain(net, norm, ["lp"], target=target, domain=domain, levels=[max(n_vars, deg)],
+                       options={"lp": {"cliques": "dense"}})
     assert full.bounds[0].value >= pop * (1 - REL) - ABS
     assert full.bounds[0].value == pytest.approx(pop, rel=1e-6, abs=1e-9)
 
@@ -212,7 +212,7 @@ def test_sdp_chain_is_monotone_on_a_two_layer_net():
     net = chain_net([2, 3, 2, 1], seed=3)
     target = make_target(net, output=0)
     pop = exact_pop(net, target, "inf")
-    ch = bound_chain(net, "inf", ["sdp"], target=target, degrees=[1, 2, 3])
+    ch = bound_chain(net, "inf", ["sdp"], target=target, levels=[1, 2, 3])
     vals = [b.value for b in ch.bounds]
     assert all(a >= b for a, b in itertools.pairwise(vals))
     assert min(vals) >= pop * (1 - REL) - ABS
@@ -265,7 +265,7 @@ def test_adversarial_weights(kind):
         vmax = vertex_max(net, target, norm, domain)
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [3]})
+                            levels={"lp": None, "sdp+lp": [3]})
         assert bounds
         assert_above(bounds, max(exact, vmax), "exact value")
         assert lower_value(net, norm, target, domain) <= exact * (1 + REL) + ABS
@@ -288,7 +288,7 @@ def test_extreme_weight_scales(scales, norm):
         ref = max(vmax, sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": [3, 4], "sdp+lp": [3]})
+                            levels={"lp": [3, 4], "sdp+lp": [3]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
 
@@ -383,7 +383,7 @@ def test_smooth_activations_moderate_preactivations(act, norm):
         ref = max(vertex_max(net, target, norm, domain), sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [3]})
+                            levels={"lp": None, "sdp+lp": [3]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         assert lower_value(net, norm, target, domain) <= bounds[-1].value
@@ -454,7 +454,7 @@ def test_residual_blocks(with_matrices, act):
         ref = max(vertex_max(net, target, norm, domain), sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [2]})
+                            levels={"lp": None, "sdp+lp": [2]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         assert lower_value(net, norm, target, domain) <= min(b.value for b in bounds) * (1 + REL) + ABS
@@ -466,21 +466,22 @@ def test_residual_blocks(with_matrices, act):
 # 6. Early-stopped / loose solver settings still give valid certificates
 # ---------------------------------------------------------------------------------------------
 EARLY_STOP = [
-    ("lp", {"lp": {"time_limit": 1e-4}}),
-    ("lp", {"lp": {"method": "ipm"}}),
-    ("lp", {"lp": {"basis": "krivine"}}),
-    ("sdp", {"sdp": {"max_iter": 1}}),
-    ("sdp", {"sdp": {"tol": 0.5}}),
-    ("sdp", {"sdp": {"max_iter": 3, "shor_solver": "conic"}}),
-    ("sdp+lp", {"sdp": {"max_iter": 2}}),
-    ("sdp+lp", {"sdp": {"lp_solver": "lagrangian", "lagrangian_rounds": 2}}),
-    ("sdp-ball", {"sdp-ball": {"tol": 0.5}}),
-    ("lipsdp", {"lipsdp": {"solver": "SCS", "max_iters": 30, "eps_abs": 1e-2, "eps_rel": 1e-2}}),
+    ("lp", {}, 1e-4),
+    ("lp", {"lp": {"algorithm": "ipm"}}, None),
+    ("lp", {"lp": {"basis": "krivine"}}, None),
+    ("sdp", {"sdp": {"max_iter": 1}}, None),
+    ("sdp", {"sdp": {"tol": 0.5}}, None),
+    ("sdp", {"sdp": {"max_iter": 3, "solver": "conic"}}, None),
+    ("sdp+lp", {"sdp": {"max_iter": 2}}, None),
+    ("sdp+lp", {"sdp": {"sa_solver": "lagrangian", "lagrangian_rounds": 2}}, None),
+    ("sdp-ball", {"sdp-ball": {"tol": 0.5}}, None),
+    ("lipsdp", {"lipsdp": {"solver": "SCS",
+                           "solver_options": {"max_iters": 30, "eps_abs": 1e-2, "eps_rel": 1e-2}}}, None),
 ]
 
 
-@pytest.mark.parametrize("method,options", EARLY_STOP, ids=lambda x: str(x))
-def test_early_stopped_solvers_stay_sound(method, options):
+@pytest.mark.parametrize("method,options,time_limit", EARLY_STOP, ids=lambda x: str(x))
+def test_early_stopped_solvers_stay_sound(method, options, time_limit):
     certified = 0
     for seed, norm in [(1, "inf"), (2, "2"), (3, "1")]:
         net = chain_net([3, 5, 2], seed=seed)
@@ -488,8 +489,8 @@ def test_early_stopped_solvers_stay_sound(method, options):
         exact = exact_constant(net, target, norm)
         pop = exact_pop(net, target, norm)
         try:
-            ch = bound_chain(net, norm, [method], target=target, options=options,
-                             degrees={method: [3]} if method in ("lp", "sdp+lp") else None)
+            ch = bound_chain(net, norm, [method], target=target, options=options, time_limit=time_limit,
+                             levels={method: [3]} if method in ("lp", "sdp+lp") else None)
         except LipoptError:
             continue
         for b in ch.bounds:
@@ -511,7 +512,7 @@ def test_inapplicable_methods_refuse_cleanly():
             bound_chain(deep, norm, methods, domain=domain)
     tiny = Network.from_weights([np.ones((30, 1)), np.ones((1, 30))])
     with pytest.raises(LipoptError):
-        bound_chain(tiny, "inf", ["exact-pop"], exact_max_vars=10)
+        bound_chain(tiny, "inf", ["exact-pop"], options={"exact-pop": {"max_vars": 10}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,7 +547,7 @@ def test_saturated_smooth_activations_are_not_pruned_or_rounded_down(name, b1, w
     chain = bound_chain(net, "inf", ["naive", "abs-product", "lp", "sdp", "exact-pop"],
                         target=make_target(net, output=0), domain=make_domain(net, box=box))
     for b in chain.bounds:
-        assert b.certified and b.value >= truth, (b.method, b.degree, b.value, truth)
+        assert b.certified and b.value >= truth, (b.method, b.level, b.value, truth)
         assert b.value <= truth * (1 + 1e-9)  # and tight: no slack blown up by the 1e16 weights
 
 

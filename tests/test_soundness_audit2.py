@@ -23,7 +23,7 @@ import pytest
 from test_soundness_audit import ABS, REL, Q, assert_above, vertex_max
 from test_soundness_audit import sampled_max as _sampled_max
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.conv import adaptive_avgpool2d_matrix, avgpool2d_matrix, conv2d_bias, conv2d_matrix, pad2d_matrix
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
@@ -33,7 +33,7 @@ from lipopt.problems import build_problem, derivative_ranges, make_domain, make_
 NORMS = ("inf", "2", "1")
 FAST_METHODS = (("naive", None), ("abs-product", None), ("lp", None), ("sdp", [1]), ("sdp+lp", [2]),
                 ("lipsdp", None), ("sdp-ball", None), ("exact-pop", None))
-LIMITS = {"lp": {"time_limit": 5.0}, "sdp": {"time_limit": 5.0}}
+TIME_LIMIT = 5.0
 
 
 def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, seed: int = 1) -> float:
@@ -44,12 +44,13 @@ def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, see
 # ---------------------------------------------------------------------------------------------
 # References
 # ---------------------------------------------------------------------------------------------
-def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, options=None):
+def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, options=None,
+                     time_limit=TIME_LIMIT):
     out = []
     for m, degs in methods:
         try:
-            ch = bound_chain(net, norm, [m], degrees={m: degs} if degs else None, target=target,
-                             domain=domain, options=options or LIMITS)
+            ch = bound_chain(net, norm, [m], levels={m: degs} if degs else None, target=target,
+                             domain=domain, options=options, time_limit=time_limit)
         except LipoptError:
             continue
         out.extend(b for b in ch.bounds if b.certified)
@@ -292,7 +293,7 @@ def test_residual_stacks_on_local_boxes(seed, act):
         bounds = certified_bounds(net, norm, target, dom,
                                   (("naive", None), ("abs-product", None), ("lp", None), ("exact-pop", None))
                                   + ((("sdp+lp", [2]),) if norm == "inf" else ()),
-                                  options={"lp": {"time_limit": 0.4}, "sdp": {"time_limit": 0.4}})
+                                  time_limit=0.4)
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         low = bound_chain(net, norm, ["lower"], target=target, domain=dom).lower_bound.value
@@ -303,12 +304,12 @@ def test_residual_stacks_on_local_boxes(seed, act):
 # 3. LP options
 # ---------------------------------------------------------------------------------------------
 LP_OPTIONS = (
-    [{"basis": basis, "project": project, "clique_method": cm}
+    [{"basis": basis, "project": project, "cliques": cm}
      for basis in ("sherali-adams", "krivine") for project in (True, False)
      for cm in ("min-degree", "min-fill", "mcs-m", "dense")]
-    + [{"method": m, "time_limit": tl} for m in ("simplex", "ipm", "pdlp", "ipm-crossover")
+    + [{"algorithm": m, "time_limit": tl} for m in ("simplex", "ipm", "pdlp", "ipm-crossover")
        for tl in (None, 1e-6, 1e-3)]
-    + [{"sparse": False}, {"basis": "krivine", "time_limit": 1e-4}]
+    + [{"cliques": "dense"}, {"basis": "krivine", "time_limit": 1e-4}]
 )
 
 
@@ -330,14 +331,17 @@ def test_lp_options_stay_sound(case):
                                 else p.polynomial.constant_term + p.rounding_slack for p in prob.pops])
         ref = max(pop_max, max(exact_lipschitz(net, c, norm, dom) for c in target.vectors))
         for opts in LP_OPTIONS:
+            opts = dict(opts)
+            limit = opts.pop("time_limit", None)
             try:
-                ch = bound_chain(net, norm, ["lp"], target=target, domain=dom, options={"lp": dict(opts)})
+                ch = bound_chain(net, norm, ["lp"], target=target, domain=dom, options={"lp": opts},
+                                 time_limit=limit)
             except LipoptError:
                 continue
             for b in ch.bounds:
                 if b.certified:
                     certified += 1
-                    assert b.value >= ref * (1 - REL) - ABS, (norm, opts, b.degree, b.value, ref)
+                    assert b.value >= ref * (1 - REL) - ABS, (norm, opts, b.level, b.value, ref)
     assert certified >= len(LP_OPTIONS) * 3
 
 

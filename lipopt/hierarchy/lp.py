@@ -215,6 +215,18 @@ def estimate_lp_size(
                 largest_clique=cs.max_clique, memory_bytes=int(est_bytes))
 
 
+def check_lp_size(est: Size, k: int, basis: str, max_bytes: float) -> None:
+    """Refuse (LipoptError) an LP whose estimate :func:`estimate_lp_size` exceeds ``max_bytes``."""
+    if est.memory_bytes > max_bytes:
+        raise LipoptError(
+            f"the level-{k} LP ({basis}) would need about {est.memory_bytes / 1e9:.2f} GB "
+            f"({est.constraints:,} rows, {est.variables:,} columns, {est.nonzeros:,} non-zeros; "
+            f"largest clique {est.largest_clique}), above the memory budget of {max_bytes / 1e9:.2f} GB; "
+            "lower the level, use a sparser clique method (min-degree or min-fill rather than "
+            "dense), or raise --max-memory"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Builders
 # ---------------------------------------------------------------------------------------------
@@ -264,15 +276,7 @@ def build_lp(
         )
     project = default_project(k, basis) if project is None else bool(project)
     project = project and basis == "sherali-adams" and k >= 2
-    est = estimate_lp_size(cs, k, basis, project=project, poly=poly)
-    if est.memory_bytes > max_bytes:
-        raise LipoptError(
-            f"the level-{k} LP ({basis}) would need about {est.memory_bytes / 1e9:.2f} GB "
-            f"({est.constraints:,} rows, {est.variables:,} columns, {est.nonzeros:,} non-zeros; "
-            f"largest clique {cs.max_clique}), above the memory budget of {max_bytes / 1e9:.2f} GB; "
-            "lower the degree, use a sparser clique method (min-degree or min-fill rather than "
-            "dense), or raise --max-memory"
-        )
+    check_lp_size(estimate_lp_size(cs, k, basis, project=project, poly=poly), k, basis, max_bytes)
     codec = Codec(cs.n_vars, k)
     nonconst = np.flatnonzero(poly.degrees > 0)
     mkeys = codec.rows(poly.supports[nonconst])

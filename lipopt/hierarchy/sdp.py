@@ -251,7 +251,9 @@ def _sa_cliques(poly: Polynomial, cs: CliqueStructure) -> list[np.ndarray]:
     return [c for c in (np.intersect1d(c, used).astype(np.int64) for c in cs.cliques) if len(c)]
 
 
-def _check_limits(cliques, order, sa_cliques, level, max_block, max_bytes) -> None:
+def check_moment_size(cliques, order, sa_cliques, level, max_block, max_bytes) -> Size:
+    """Refuse (LipoptError) moment matrices above ``max_block`` or an estimate
+    (:func:`estimate_moment_size`) above ``max_bytes``; returns the estimate."""
     for c in cliques:
         b = basis_size(len(c), order)
         if b > max_block:
@@ -267,8 +269,9 @@ def _check_limits(cliques, order, sa_cliques, level, max_block, max_bytes) -> No
         raise LipoptError(
             f"the {what} would need about {est.memory_bytes / 1e9:.2f} GB ({psd // BYTES_PER_PSD_ENTRY:,} "
             f"PSD entries in {len(cliques)} blocks, {est.nonzeros or 0:,} SA entries), above the memory "
-            f"budget of {max_bytes / 1e9:.2f} GB; lower the degree, use --method lp, or raise --max-memory"
+            f"budget of {max_bytes / 1e9:.2f} GB; lower the order, use --method lp, or raise --max-memory"
         )
+    return est
 
 
 def build_moment_relaxation(
@@ -307,7 +310,7 @@ def build_moment_relaxation(
         _check_coverage(poly, cliques + sa_cliques, max(2 * order, lp_level), what)
     else:
         _check_coverage(poly, cliques, 2 * order, f"order-{order} moment relaxation")
-    _check_limits(cliques, order, sa_cliques, lp_level, max_block, max_bytes)
+    check_moment_size(cliques, order, sa_cliques, lp_level, max_block, max_bytes)
     codec = Codec(poly.n_vars, max(2 * order, lp_level or 0, poly.supports.shape[1], 1))
     bases = [subsets_up_to(c, order) for c in cliques]
     block_keys = []

@@ -1,13 +1,15 @@
 """The built-in bound methods; importing this package registers them (see :mod:`lipopt.registry`).
 
-One module per family: :mod:`.baselines` (norm products), :mod:`.pop` (the polynomial
-relaxations ``lp``, ``sdp``, ``sdp+lp``), :mod:`.ball` (``sdp-ball``), :mod:`.exact` (``exact-pop``).
+One module per family; the import order below is the order methods are listed in (``--help``,
+tables, plots): closed-form baselines first, then relaxations, then the lower-bound search.
+:mod:`.baselines` (norm products), :mod:`.pop` (``lp``, ``sdp``, ``sdp+lp``), :mod:`.ball`
+(``sdp-ball``), :mod:`.exact` (``exact-pop``), :mod:`._legacy` (``lipsdp``, bridged), :mod:`.lower`.
 """
+# isort: skip_file
 
-# the registration order is the listing order (CLI choices, plots)
-# isort: off
 from . import baselines  # noqa: F401
 from . import pop  # noqa: F401
 from . import ball  # noqa: F401
 from . import exact  # noqa: F401
-# isort: on
+from . import _legacy  # noqa: F401
+from . import lower  # noqa: F401

@@ -82,7 +82,7 @@ from ..errors import LipoptError
 from ..floats import EPS, round_up, round_up_array, safe_sum
 from ..network import Dense, Network
 from ..problems import Domain, derivative_ranges
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 from ..solvers.base import Limits, Outcome, Shape, ShorProgram, solve
 from .pop import PartBound
@@ -101,7 +101,8 @@ class BallOptions:
         "help": "mixing (fastest: 0.6 s on MNIST 784-50-10 vs 0.8 s CVXOPT, 13 s Clarabel), conic (the "
                 "table's LMI solver) or a conic solver by name", "choices": BALL_SOLVERS})
     reduce: bool = field(default=True, metadata={"help": "conic: QR-reduce C to min(n₀, N) rows"})
-    tol: float = field(default=1e-7, metadata={"help": "relative gap tolerance of the mixing method"})
+    tol: float = field(default=1e-7, metadata={"help": "relative gap tolerance of the mixing method",
+                                                "min": 0})
 
 
 def _layers(net: Network) -> tuple[Dense, Dense]:
@@ -272,6 +273,11 @@ class SdpBall(Method):
         if why is None and len(ctx.net.layers) != 2:
             return f"{self.name} handles one-hidden-layer networks only (this one has {ctx.net.depth})"
         return why
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.net.depth != 1 or not ctx.net.is_chain:
+            return "the ball SDP is for one-hidden-layer networks"
+        return Suggestion((None,), 1.0, "ℓ2 Shor SDP with the input direction in the ball (one hidden layer)")
 
     def estimate(self, ctx: Context, level: int | None, options: BallOptions) -> Size:
         n0, n1 = ctx.net.input_dim, sum(ctx.net.hidden_sizes)

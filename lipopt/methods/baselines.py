@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 
 
@@ -43,6 +43,9 @@ class AbsProduct(Method):
 
     name = "abs-product"
     summary = "norm of the product of the layers' absolute values (never above naive for ℓ1, ℓ∞)"
+
+    def suggest(self, ctx: Context) -> Suggestion:
+        return Suggestion((None,), 3.0, "closed form, never above naive for ℓ1/ℓ∞", cheap=True)
 
     def run(self, ctx: Context, level: int | None, options) -> BoundResult:
         from ..bounds import abs_product_bound

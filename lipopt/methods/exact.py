@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import LipoptError
 from ..floats import EPS, safe_sum
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status
 from ..solvers.base import Outcome
 from .pop import PartBound, _finish, _unpack, run_pops
@@ -18,7 +18,8 @@ from .pop import PartBound, _finish, _unpack, run_pops
 class ExactPOPOptions:
     """Options of ``exact-pop``."""
 
-    max_vars: int = field(default=22, metadata={"help": "most binary variables enumerated (2^n vertices)"})
+    max_vars: int = field(default=22, metadata={"help": "most binary variables enumerated (2^n vertices)",
+                                                 "min": 0})
 
 
 def exact_pop_bound(pop, max_vars: int = 22) -> PartBound:
@@ -42,6 +43,16 @@ class ExactPOP(Method):
     name = "exact-pop"
     summary = "exact POP maximum by vertex enumeration (tiny networks; the relaxations' limit)"
     Options = ExactPOPOptions
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        try:
+            problem = ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        n = max((p.n_vars for p in problem.pops), default=0)
+        if n > 16 or len(problem.pops) * 2**n > 2**18:
+            return f"{n} binary variables: too many vertices to enumerate"
+        return Suggestion((None,), 0.0, f"exact maximum of the polynomial ({n} binary variables)")
 
     def estimate(self, ctx: Context, level: int | None, options: ExactPOPOptions) -> Size:
         n = max((p.n_vars for p in ctx.problem().pops), default=0)

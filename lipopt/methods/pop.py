@@ -35,11 +35,11 @@ from ..certificates import certify_lp, certify_moment_dual, certify_shor
 from ..errors import LipoptError
 from ..floats import safe_sum
 from ..graph import CLIQUE_METHODS, clique_structure
-from ..hierarchy.lp import BASES, build_lp, default_project, estimate_lp_size
-from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, build_moment_relaxation, estimate_moment_size, psd_cliques
+from ..hierarchy.lp import BASES, build_lp, check_lp_size, default_project, estimate_lp_size
+from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, build_moment_relaxation, check_moment_size, psd_cliques
 from ..hierarchy.shor import DENSE_SHOR_LIMIT, quadratic_form, shor_program
 from ..polynomial import Polynomial
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 from ..solvers.base import Limits, Outcome, solve
 from ..solvers.highs import ALGORITHMS
@@ -123,7 +123,8 @@ class LPOptions:
     algorithm: str = field(default="auto", metadata={
         "help": "HiGHS algorithm (auto: dual simplex up to 20 000 non-zeros, interior point above)",
         "choices": ALGORITHMS})
-    threads: int | None = field(default=None, metadata={"help": "HiGHS threads (0 or unset: automatic)"})
+    threads: int | None = field(default=None, metadata={"help": "HiGHS threads (0 or unset: automatic)",
+                                                         "min": 0})
     basis: str = field(default="sherali-adams", metadata={
         "help": "sherali-adams ({0,1}, u² = u) or krivine (LiPopt's box basis, never tighter)",
         "choices": BASES})
@@ -132,6 +133,10 @@ class LPOptions:
     cliques: str = field(default="min-degree", metadata={
         "help": "chordal extension of the sparsity graph (dense: one clique)", "choices": CLIQUE_METHODS})
     verbose: bool = field(default=False, metadata={"help": "print HiGHS's log"})
+
+    def __post_init__(self) -> None:
+        if self.project and self.basis == "krivine":
+            raise LipoptError("project = on applies to the Sherali–Adams basis only, not the krivine basis")
 
 
 def lp_bound(
@@ -156,15 +161,18 @@ def lp_bound(
                    replace(relax.size(), memory_bytes=est.memory_bytes))
 
 
-def _lp_estimate(pop, level: int, options: LPOptions) -> Size:
+def _lp_estimate(pop, level: int, options: LPOptions, max_bytes: float) -> Size:
+    """The LP's size before building; refuses (with its rows, columns …) above ``max_bytes``."""
     poly, _ = _unpack(pop)
     if poly.n_vars == 0 or poly.degree == 0:
         return Size()
     if level < poly.degree:
         raise LipoptError(f"level k={level} is below the polynomial degree {poly.degree}")
     project = options.project if options.project is not None else default_project(level, options.basis)
-    return estimate_lp_size(clique_structure(poly, options.cliques), level, options.basis, project=project,
-                            poly=poly)
+    cs = clique_structure(poly, options.cliques)
+    est = estimate_lp_size(cs, level, options.basis, project=project, poly=poly)
+    check_lp_size(est, level, options.basis, max_bytes)
+    return est
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,14 +189,18 @@ class SDPOptions:
     cliques: str = field(default="auto", metadata={
         "help": "PSD blocks on the sparsity graph's cliques (auto: or one dense block when smaller)",
         "choices": ("auto", "dense", *CLIQUE_METHODS)})
-    psd_order: int = field(default=1, metadata={"help": "sdp+lp: moment order of the PSD blocks"})
+    psd_order: int = field(default=1, metadata={"help": "sdp+lp: moment order of the PSD blocks", "min": 1})
     sa_solver: str = field(default="auto", metadata={
         "help": "sdp+lp at level 2 on quadratic POPs: conic, lagrangian (rows dualised over mixing solves), "
                 "or auto (lagrangian above 500 PSD entries)", "choices": ("auto", "conic", "lagrangian")})
-    lagrangian_rounds: int = field(default=50, metadata={"help": "subgradient rounds (Lagrangian route)"})
-    max_block: int = field(default=DEFAULT_MAX_BLOCK, metadata={"help": "largest moment matrix built"})
-    max_iter: int | None = field(default=None, metadata={"help": "iteration cap (sweeps, conic iterations)"})
-    tol: float = field(default=1e-7, metadata={"help": "relative gap tolerance of the mixing method"})
+    lagrangian_rounds: int = field(default=50, metadata={"help": "subgradient rounds (Lagrangian route)",
+                                                          "min": 0})
+    max_block: int = field(default=DEFAULT_MAX_BLOCK, metadata={"help": "largest moment matrix built",
+                                                                 "min": 1})
+    max_iter: int | None = field(default=None, metadata={"help": "iteration cap (sweeps, conic iterations)",
+                                                         "min": 1})
+    tol: float = field(default=1e-7, metadata={"help": "relative gap tolerance of the mixing method",
+                                                "min": 0})
     verbose: bool = field(default=False, metadata={"help": "print the conic solver's log"})
 
 
@@ -279,7 +291,8 @@ def sdp_bound(
     return _finish(cert, slack, out, t0, build, time.perf_counter() - t1, size, note)
 
 
-def _sdp_estimate(pop, order: int, sa_level: int | None, options: SDPOptions) -> Size:
+def _sdp_estimate(pop, order: int, sa_level: int | None, options: SDPOptions, max_bytes: float) -> Size:
+    """The step's size before building; refuses (with its block sizes …) above the limits."""
     poly, _ = _unpack(pop)
     poly = poly.reduce_binary()
     n = len(poly.variables_used())
@@ -288,11 +301,14 @@ def _sdp_estimate(pop, order: int, sa_level: int | None, options: SDPOptions) ->
     used_order = order if sa_level is not None else max(order, math.ceil(poly.degree / 2))
     route = _route(poly, used_order, sa_level, options)
     if route != "moment":
-        return Size(psd_blocks=1, largest_block=n + 1,
-                    memory_bytes=(1 if route == "shor" else 2) * BYTES_PER_SHOR_ENTRY * (n + 1) ** 2)
+        copies = 1 if route == "shor" else 2
+        _check_shor_memory(n, copies, max_bytes)
+        memory = copies * BYTES_PER_SHOR_ENTRY * (n + 1) ** 2
+        return Size(psd_blocks=1, largest_block=n + 1, memory_bytes=memory)
     cs, dense = _moment_cliques(poly, options.cliques)
     sa = [c for c in cs.cliques if len(c)] if sa_level is not None else None
-    return estimate_moment_size(psd_cliques(poly, cs, used_order, dense), used_order, sa, sa_level)
+    cliques = psd_cliques(poly, cs, used_order, dense)
+    return check_moment_size(cliques, used_order, sa, sa_level, options.max_block, max_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,8 +383,22 @@ class LP(Method):
         deg = max(2, max((p.degree for p in ctx.problem().pops), default=1))
         return [deg, deg + 1]
 
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        try:
+            problem = ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        degree = max((p.degree for p in problem.pops), default=1)
+        if ctx.norm == "2" and degree > 4:
+            return f"the ℓ2 polynomial has degree {degree}: its LP is large and loose"
+        level = max(degree, 2)
+        if ctx.net.depth == 1:
+            why = f"Sherali–Adams level {level} = the polynomial degree (one hidden layer)"
+            return Suggestion((level,), 1.5, why)
+        return Suggestion((level,), 2.5, f"the polynomial has {problem.pops[0].polynomial.num_terms:,} terms")
+
     def estimate(self, ctx: Context, level: int | None, options: LPOptions) -> Size:
-        return _estimate_pops(ctx, lambda pop: _lp_estimate(pop, int(level), options))
+        return _estimate_pops(ctx, lambda pop: _lp_estimate(pop, int(level), options, ctx.max_memory_bytes))
 
     def run(self, ctx: Context, level: int | None, options: LPOptions) -> BoundResult:
         def one(pop, time_left):
@@ -395,7 +425,7 @@ class SDP(Method):
 
     def estimate(self, ctx: Context, level: int | None, options: SDPOptions) -> Size:
         return _estimate_pops(ctx, lambda pop: _sdp_estimate(
-            pop, self._order(level, options), self._sa_level(pop, int(level)), options))
+            pop, self._order(level, options), self._sa_level(pop, int(level)), options, ctx.max_memory_bytes))
 
     def run(self, ctx: Context, level: int | None, options: SDPOptions) -> BoundResult:
         def one(pop, time_left):
@@ -418,6 +448,16 @@ class SDPPlusLP(SDP):
 
     def _sa_level(self, pop, level: int) -> int | None:
         return max(int(level), 2, pop.polynomial.reduce_binary().degree)
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.net.depth != 1 or ctx.norm == "2":
+            return "Shor + Sherali–Adams is the tightest fast route on one-hidden-layer ℓ∞/ℓ1 problems only"
+        try:
+            ctx.problem()
+        except LipoptError as exc:
+            return str(exc)
+        why = "Shor + Sherali–Adams rows: tighter than LP-3 on one hidden layer, in seconds"
+        return Suggestion((2,), 1.0, why)
 
     def _order(self, level: int, options: SDPOptions) -> int:
         return int(options.psd_order)
