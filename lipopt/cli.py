@@ -205,7 +205,8 @@ def _known_method(name: str):
 
 
 def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None:
-    """``--debug`` also after the command (``lipopt bound net.npz --debug``) and ``--input-shape``."""
+    """``--debug`` also after the command (``lipopt bound net.npz --debug``), ``--input-shape`` and
+    ``--trust-pickle``."""
     p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -217,6 +218,12 @@ def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None
             metavar="D",
             help="shape of one input sample, e.g. C H W for conv nets (needed by .pt/.onnx "
             "convolutions without a static input shape)",
+        )
+        p.add_argument(
+            "--trust-pickle",
+            action="store_true",
+            help="unpickle Python objects in a torch.save .pt file (e.g. a whole nn.Module); this can "
+            "run arbitrary code: only for files you trust",
         )
 
 
@@ -512,7 +519,8 @@ def _load(args) -> object:
                 + " ".join(map(str, args.input_shape))
             )
         shape = tuple(args.input_shape)
-    return load_network(args.network, input_shape=shape)  # the loader refuses directories
+    trust = bool(getattr(args, "trust_pickle", False))  # the loader refuses directories
+    return load_network(args.network, input_shape=shape, trust_pickle=trust)
 
 
 def _check_target_domain_args(args) -> None:
