@@ -69,7 +69,7 @@ def test_subsets_and_true_moments_make_psd_rank_one_blocks():
         [PAD, PAD], [PAD, 3], [PAD, 5], [PAD, 9], [3, 5], [3, 9], [5, 9]
     ]
     poly = random_poly(6, 3, 14, seed=1)
-    rel = build_moment_relaxation(poly, 2, clique_structure(poly, "min-degree"), dense=False, lp_level=3)
+    rel = build_moment_relaxation(poly, 2, clique_structure(poly, "min-degree"), dense=False, sa_level=3)
     U = vertices(6)
     np.testing.assert_allclose(rel.evaluate(U), poly.evaluate(U), atol=1e-12)
     for u in U[::7]:
@@ -124,7 +124,7 @@ def test_certificate_is_valid_for_arbitrary_duals():
     rng = np.random.default_rng(0)
     for seed in range(5):
         poly = random_poly(6, 2, 12, seed=seed)
-        rel = build_moment_relaxation(poly, 1, clique_structure(poly), dense=True, lp_level=2)
+        rel = build_moment_relaxation(poly, 1, clique_structure(poly), dense=True, sa_level=2)
         Z = [rng.normal(size=(b.size, b.size)) for b in rel.blocks]
         mu = rng.normal(size=rel.n_lp_rows)
         assert certify_moment_dual(rel, Z, mu).value >= brute_max(poly)

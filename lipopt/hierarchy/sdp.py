@@ -132,7 +132,7 @@ class MomentRelaxation:
     c: np.ndarray
     blocks: list[PSDBlock]
     G: sp.csr_matrix | None = None
-    lp_level: int | None = None
+    sa_level: int | None = None
     clique_method: str = "dense"
     cliques: list[np.ndarray] = field(default_factory=list, repr=False)
 
@@ -280,7 +280,7 @@ def build_moment_relaxation(
     cs: CliqueStructure,
     *,
     dense: bool | None = None,
-    lp_level: int | None = None,
+    sa_level: int | None = None,
     max_block: int = DEFAULT_MAX_BLOCK,
     max_lp_rows: int = DEFAULT_MAX_LP_ROWS,
     max_bytes: float | None = None,
@@ -289,7 +289,7 @@ def build_moment_relaxation(
 
     ``cs``: the clique structure of ``p``'s sparsity graph (:func:`lipopt.graph.clique_structure`,
     as for the LP); the PSD blocks sit on its cliques or on one dense clique
-    (:func:`psd_cliques`, ``dense``), the Sherali–Adams rows of level ``lp_level`` (``sdp+lp``;
+    (:func:`psd_cliques`, ``dense``), the Sherali–Adams rows of level ``sa_level`` (``sdp+lp``;
     ``None``: none) on its cliques. Refuses (LipoptError) moment matrices larger than
     ``max_block``, more SA rows than ``max_lp_rows``, an estimate above ``max_bytes``, and any
     monomial it would drop: without SA rows every monomial needs ``|S| ≤ 2d`` and a PSD clique,
@@ -301,29 +301,29 @@ def build_moment_relaxation(
     poly = poly.reduce_binary()
     cliques = psd_cliques(poly, cs, order, dense)
     sa_cliques: list[np.ndarray] = []
-    if lp_level is not None:
-        lp_level = int(lp_level)
-        if lp_level < 1:
-            raise LipoptError(f"the Sherali–Adams level must be ≥ 1, got {lp_level}")
+    if sa_level is not None:
+        sa_level = int(sa_level)
+        if sa_level < 1:
+            raise LipoptError(f"the Sherali–Adams level must be ≥ 1, got {sa_level}")
         sa_cliques = _sa_cliques(poly, cs)
-        what = f"order-{order} moment + level-{lp_level} Sherali–Adams relaxation"
-        _check_coverage(poly, cliques + sa_cliques, max(2 * order, lp_level), what)
+        what = f"order-{order} moment + level-{sa_level} Sherali–Adams relaxation"
+        _check_coverage(poly, cliques + sa_cliques, max(2 * order, sa_level), what)
     else:
         _check_coverage(poly, cliques, 2 * order, f"order-{order} moment relaxation")
-    check_moment_size(cliques, order, sa_cliques, lp_level, max_block, max_bytes)
-    codec = Codec(poly.n_vars, max(2 * order, lp_level or 0, poly.supports.shape[1], 1))
+    check_moment_size(cliques, order, sa_cliques, sa_level, max_block, max_bytes)
+    codec = Codec(poly.n_vars, max(2 * order, sa_level or 0, poly.supports.shape[1], 1))
     bases = [subsets_up_to(c, order) for c in cliques]
     block_keys = []
     for basis in bases:
         ii, jj = np.indices((len(basis), len(basis)))
         block_keys.append(codec.rows(_canonical(np.hstack([basis[ii.ravel()], basis[jj.ravel()]]))))
     sa = None
-    if lp_level is not None:
-        sets = sa_sets(sa_cliques, None, lp_level, codec, sort=True)
+    if sa_level is not None:
+        sets = sa_sets(sa_cliques, None, sa_level, codec, sort=True)
         n_rows = sum(len(U) << u for u, U in sets.items())
         if n_rows > max_lp_rows:
             raise LipoptError(
-                f"Sherali–Adams level {lp_level} needs more than {max_lp_rows:,} rows on these cliques; "
+                f"Sherali–Adams level {sa_level} needs more than {max_lp_rows:,} rows on these cliques; "
                 "use a lower level or smaller cliques"
             )
         sa = tile_rows([(U, sa_template(u)) for u, U in sets.items()], codec)
@@ -346,4 +346,4 @@ def build_moment_relaxation(
         G.sum_duplicates()
     method = "dense" if len(cliques) == 1 and len(cliques[0]) == len(poly.variables_used()) else cs.method
     return MomentRelaxation(poly.n_vars, order, codec.decode(all_keys).astype(np.int64), c_vec, blocks, G,
-                            lp_level, method, list(cliques))
+                            sa_level, method, list(cliques))

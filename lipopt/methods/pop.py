@@ -273,7 +273,7 @@ def sdp_bound(
                     largest_block=n + 1)
     else:
         cs, dense = _moment_cliques(poly, options.cliques)
-        rel = build_moment_relaxation(poly, used_order, cs, dense=dense, lp_level=sa_level,
+        rel = build_moment_relaxation(poly, used_order, cs, dense=dense, sa_level=sa_level,
                                       max_block=options.max_block, max_bytes=max_bytes)
         build = time.perf_counter() - t0
         # the time limit covers the build
