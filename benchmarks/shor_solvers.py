@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             cert = _shift_up(r.certificate.value, offset, err)
             val = r.value + offset
             gap = (cert - best_cert) / abs(best_cert) if math.isfinite(best_cert) else math.nan
-            form = r.solver.split("/")[1] if "/" in r.solver else "factor k=" + str(r.state.shape[1])
+            form = r.solver.split("/")[-1] if "/" in r.solver else "factor k=" + str(r.state.shape[1])
             ratio = t / t_mix
             lines.append(
                 f"| {name} | {form} | {r.status} | {t:.3f} | {val:.8f} | {cert:.8f} | "

@@ -379,7 +379,7 @@ def _lipsdp_neuron(
                 fallback=solver is None)
     if rho.value is None:
         raise LipoptError("LipSDP solve failed: " + (out.message or f"no solution (status {out.status})"))
-    name = out.solver.split("/")[-1]
+    name = out.solver.split("/")[1]
     solve_time = time.perf_counter() - t0
     rho_val = float(rho.value)
     t_val = np.maximum(np.asarray(t.value).reshape(-1), 0.0) if N > 0 else np.zeros(0)

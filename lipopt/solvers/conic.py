@@ -79,12 +79,14 @@ def solver_time_limit_options(solver: str, time_limit: float | None) -> dict:
 
 @dataclass
 class CvxpyModel:
-    """A cvxpy problem and how to read its answer: ``read()`` → ``(duals, primal)`` tuples."""
+    """A cvxpy problem and how to read its answer: ``read()`` → ``(duals, primal)`` tuples;
+    ``form`` names the formulation when there are several (appended to the solver's name)."""
 
     kind: ClassVar[str] = "lmi"
     problem: Any
     read: Callable[[], tuple[tuple, tuple]]
     size: Shape | None = None
+    form: str = ""
 
     def shape(self) -> Shape:
         return self.size or Shape("lmi")
@@ -122,10 +124,10 @@ def _(program: ShorProgram, solver: str, formulation: str | None = None) -> Cvxp
         X = cp.Variable((n, n), PSD=True)
         con = cp.diag(X) == 1
         prob = cp.Problem(cp.Maximize(cp.sum(cp.multiply(C, X))), [con])
-        return CvxpyModel(prob, lambda: ((con.dual_value,), (X.value,)))
+        return CvxpyModel(prob, lambda: ((con.dual_value,), (X.value,)), form="primal")
     y = cp.Variable(n)
     prob = cp.Problem(cp.Minimize(cp.sum(y)), [cp.diag(y) - C >> 0])
-    return CvxpyModel(prob, lambda: ((y.value,), (None,)))
+    return CvxpyModel(prob, lambda: ((y.value,), (None,)), form="dual")
 
 
 @to_cvxpy.register
@@ -196,8 +198,9 @@ class CvxpyBackend:
         iters = int(stats.num_iters) if stats is not None and stats.num_iters is not None else 0
         value = model.problem.value if raw != "error" else None
         value = float(value) if value is not None and np.isfinite(value) else math.nan
+        name = f"cvxpy/{self.name}" + (f"/{model.form}" if model.form else "")
         return Outcome(status, value, duals, primal, iters, setup + compile_t, max(wall - compile_t, 0.0),
-                       f"cvxpy/{self.name}", message or (raw if status == Status.ERROR else ""))
+                       name, message or (raw if status == Status.ERROR else ""))
 
 
 for _name in SDP_SOLVERS:
