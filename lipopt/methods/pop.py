@@ -188,7 +188,7 @@ class SDPOptions:
         "choices": ("auto", "mixing", "conic", "MOSEK", "CLARABEL", "SCS", "CVXOPT")})
     cliques: str = field(default="auto", metadata={
         "help": "PSD blocks on the sparsity graph's cliques (auto: or one dense block when smaller)",
-        "choices": ("auto", "dense", *CLIQUE_METHODS)})
+        "choices": ("auto", *CLIQUE_METHODS)})
     psd_order: int = field(default=1, metadata={"help": "sdp+lp: moment order of the PSD blocks", "min": 1})
     sa_solver: str = field(default="auto", metadata={
         "help": "sdp+lp at level 2 on quadratic POPs: conic, lagrangian (rows dualised over mixing solves), "

@@ -51,7 +51,7 @@ MOSEK, when importable and licensed, comes first for every conic kind.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -252,18 +252,27 @@ DEFAULT_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def candidates(shape: Shape, family: str | None = None) -> list[tuple[Backend, Mapping[str, Any]]]:
-    """Available backends for ``shape`` in the table's order (optionally one ``family`` only),
-    each with the settings of its rule."""
-    table = backends()
+def _rule(shape: Shape) -> Rule:
     rule = next((r for r in RULES if r.kind == shape.kind and r.when(shape)), None)
     if rule is None:
         raise LipoptError(f"no rule for programs of kind {shape.kind!r}")
-    out = []
+    return rule
+
+
+def _available(shape: Shape, family: str | None) -> Iterator[tuple[Backend, Mapping[str, Any]]]:
+    """Lazily, the available backends for ``shape`` in the table's order, with their rule's settings
+    (availability is probed only as far as the caller looks: the mixing method never imports cvxpy)."""
+    rule, table = _rule(shape), backends()
     for name in rule.prefer:
         b = table.get(name.lower())
         if b is not None and (family is None or b.family == family) and b.available():
-            out.append((b, rule.settings.get(name, {})))
+            yield b, rule.settings.get(name, {})
+
+
+def candidates(shape: Shape, family: str | None = None) -> list[tuple[Backend, Mapping[str, Any]]]:
+    """Available backends for ``shape`` in the table's order (optionally one ``family`` only),
+    each with the settings of its rule."""
+    out = list(_available(shape, family))
     if not out:
         raise LipoptError(
             f"no solver for {shape.kind} programs is installed: pip install clarabel (or scs, cvxopt)"
@@ -287,7 +296,7 @@ def solve(
     """
     shape = program.shape()
     if solver == "auto":
-        chosen = candidates(shape, family)
+        chosen = _available(shape, family)
     else:
         b = backend(solver)
         if shape.kind not in b.kinds:
@@ -295,13 +304,16 @@ def solve(
         if not b.available():
             avail = [c.name for c, _ in candidates(shape)]
             raise LipoptError(f"solver {b.name} is not available here; available: {', '.join(avail)}")
-        chosen = [next(((c, s) for c, s in candidates(shape) if c is b), (b, {}))]
+        by_name = {name.lower(): value for name, value in _rule(shape).settings.items()}
+        chosen = iter([(b, by_name.get(b.name.lower(), {}))])
     failures: list[str] = []
-    for b, rule_settings in chosen if fallback else chosen[:1]:
+    out = None
+    for b, rule_settings in chosen:
         defaults = DEFAULT_SETTINGS.get((shape.kind, b.name.lower()), {})
-        merged = {**defaults, **rule_settings, **(settings or {})}
-        out = b.solve(program, limits, merged)
-        if out.status != Status.ERROR:
+        out = b.solve(program, limits, {**defaults, **rule_settings, **(settings or {})})
+        if out.status != Status.ERROR or not fallback:
             return out
         failures.append(f"{b.name}: {out.message}")
+    if out is None:
+        candidates(shape, family)  # raises: nothing is installed
     return replace(out, message="; ".join(failures))
