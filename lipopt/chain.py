@@ -61,10 +61,8 @@ class ChainResult:
     def table(self) -> str:
         """The rows as the text table ``lipopt bound`` prints (notes and the plan below it)."""
         where = "global" if self.domain is None else self.domain.description
-        labels = self.target.labels
-        what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
         lines = [
-            f"{self.network}  ℓ{'∞' if self.norm == 'inf' else self.norm}  {what}  {where}",
+            f"{self.network}  {self.quantity}  {where}",
             f"{'method':<14}{'level':>6}{'upper bound':>16}  {'certified':<10}{'status':<12}"
             f"{'build s':>9}{'solve s':>9}",
         ]
@@ -142,6 +140,11 @@ class ChainResult:
         )
 
     @property
+    def quantity(self) -> str:
+        """What every row bounds, in words (:meth:`~lipopt.problems.Target.quantity`)."""
+        return self.target.quantity(self.norm)
+
+    @property
     def best(self) -> BoundResult | None:
         """The smallest certified upper bound."""
         cert = [b for b in self.bounds if b.certified and np.isfinite(b.value)]
@@ -169,6 +172,7 @@ class ChainResult:
             "network": self.network,
             "norm": self.norm,
             "target": self.target.to_dict(),
+            "quantity": self.quantity,
             "domain": None if self.domain is None else self.domain.to_dict(),
             "bounds": [b.to_dict() for b in self.bounds],
             "lower_bound": None if self.lower_bound is None else self.lower_bound.to_dict(),

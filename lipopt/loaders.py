@@ -64,7 +64,7 @@ from .errors import LipoptError
 from .loading.lower import lower
 from .loading.onnx_front import SUPPORTED_ONNX_OPS
 from .loading.torch_front import SUPPORTED_TORCH_MODULES
-from .network import ACTIVATIONS, IDENTITY, Activation, Dense, Matrix, Network
+from .network import ACTIVATIONS, IDENTITY, Activation, Dense, Matrix, Network, Residual
 
 __all__ = [
     "SUPPORTED_ONNX_OPS",
@@ -82,6 +82,7 @@ SUPPORTED_SUFFIXES = (".npz", ".pt", ".pth", ".pt2", ".onnx")
 _DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
 _ALIASES = {"linear": "identity", "none": "identity", "leakyrelu": "leaky_relu"}
 _LAYER_KEY = re.compile(r"^([Wb])(\d+)(?:_(data|indices|indptr|shape))?$")
+_RESIDUAL_KEY = re.compile(r"^R(\d+)_(.+)$")  # a residual block's arrays (Residual.to_arrays)
 _RESERVED = ("activation", "alpha", "x0")
 
 PathLike = str | os.PathLike
@@ -339,7 +340,12 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
     weights: dict[int, Matrix] = {}
     biases: dict[int, np.ndarray] = {}
     sparse_parts: dict[int, dict[str, np.ndarray]] = {}
+    residual_parts: dict[int, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
+        r = _RESIDUAL_KEY.match(key)
+        if r is not None:
+            residual_parts.setdefault(int(r.group(1)), {})[r.group(2)] = value
+            continue
         m = _LAYER_KEY.match(key)
         if m is None:
             continue  # activation, alpha, x0 and unknown metadata keys
@@ -358,17 +364,24 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
         weights[idx] = _csr_from_parts(idx, parts, src)
     if not weights:
         raise LipoptError(f"{src}: no weight arrays found (expected keys W0, b0, W1, b1, …)")
-    n_layers = max(weights) + 1
-    missing = [f"W{i}" for i in range(n_layers) if i not in weights]
+    both = sorted(set(weights) & set(residual_parts))
+    if both:
+        raise LipoptError(f"{src}: layer {both[0]} has both W{both[0]} and residual R{both[0]}_* arrays")
+    n_layers = max(set(weights) | set(residual_parts)) + 1
+    missing = [f"W{i}" for i in range(n_layers) if i not in weights and i not in residual_parts]
     if missing:
         raise LipoptError(f"{src}: missing {', '.join(missing)} (layer keys must run W0 … W{n_layers - 1})")
     orphans = sorted(i for i in biases if i not in weights)
     if orphans:
         raise LipoptError(f"{src}: b{orphans[0]} has no matching W{orphans[0]}")
 
-    layers_w: list[Matrix] = []
-    layers_b: list[np.ndarray] = []
+    layers_w: list[Matrix | None] = []
+    layers_b: list[np.ndarray | None] = []
     for i in range(n_layers):
+        if i in residual_parts:  # built below; its shapes are checked by Network
+            layers_w.append(None)
+            layers_b.append(None)
+            continue
         w = weights[i]
         if w.ndim != 2:
             raise LipoptError(f"{src}: W{i} must be a 2-D matrix, got shape {w.shape}")
@@ -387,7 +400,7 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
         b = b.reshape(-1)
         if not np.all(np.isfinite(b)):
             raise LipoptError(f"{src}: b{i} contains NaN or inf values")
-        if i > 0 and layers_w[-1].shape[0] != w.shape[1]:
+        if i > 0 and layers_w[-1] is not None and layers_w[-1].shape[0] != w.shape[1]:
             raise LipoptError(
                 f"{src}: W{i} has {w.shape[1]} columns but W{i - 1} has "
                 f"{layers_w[-1].shape[0]} rows (shape mismatch)"
@@ -396,10 +409,16 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
         layers_b.append(b)
 
     acts = _parse_activations(arrays, n_layers - 1, src)
-    layers = [
-        Dense(w, b, acts[i] if i < n_layers - 1 else IDENTITY)
-        for i, (w, b) in enumerate(zip(layers_w, layers_b, strict=True))
-    ]
+    layers = []
+    for i, (w, b) in enumerate(zip(layers_w, layers_b, strict=True)):
+        act = acts[i] if i < n_layers - 1 else IDENTITY
+        if w is not None:
+            layers.append(Dense(w, b, act))
+            continue
+        try:
+            layers.append(Residual.from_arrays(residual_parts[i], act, f"residual layer {i}"))
+        except LipoptError as err:
+            raise LipoptError(f"{src}: {err}") from None
     x0 = None
     if "x0" in arrays:
         x0 = _real_array(arrays["x0"], "x0", src).ravel()
@@ -498,7 +517,8 @@ def save_npz(
     """Write ``net`` in the npz format read by :func:`load_network`; returns the path written.
 
     Dense layers are stored as ``W{i}``; scipy.sparse layers in CSR form as ``W{i}_data``,
-    ``W{i}_indices``, ``W{i}_indptr``, ``W{i}_shape`` (so sparsity survives the round trip).
+    ``W{i}_indices``, ``W{i}_indptr``, ``W{i}_shape`` (so sparsity survives the round trip);
+    a residual block ``i`` as ``R{i}_*`` arrays (:meth:`~lipopt.network.Residual.to_arrays`).
     ``activation`` is a single string when all hidden layers share it, else one per hidden
     layer; ``alpha`` is written when a hidden layer is ``leaky_relu`` or ``elu``. ``extra``
     adds metadata arrays (ignored by the loader); they must not clash with reserved keys.
@@ -509,17 +529,7 @@ def save_npz(
         path = path.with_name(path.name + ".npz")
     arrays: dict[str, np.ndarray] = {}
     for i, layer in enumerate(net.layers):
-        w = layer.weight
-        if sp.issparse(w):
-            csr = sp.csr_matrix(w)
-            csr.sort_indices()
-            arrays[f"W{i}_data"] = np.asarray(csr.data, dtype=float)
-            arrays[f"W{i}_indices"] = np.asarray(csr.indices, dtype=np.int64)
-            arrays[f"W{i}_indptr"] = np.asarray(csr.indptr, dtype=np.int64)
-            arrays[f"W{i}_shape"] = np.asarray(csr.shape, dtype=np.int64)
-        else:
-            arrays[f"W{i}"] = np.asarray(w, dtype=float)
-        arrays[f"b{i}"] = np.asarray(layer.bias, dtype=float)
+        arrays.update(layer.to_arrays(i))
     hidden = [layer.activation for layer in net.layers[:-1]]
     if hidden:
         names = [a.name for a in hidden]
@@ -530,7 +540,7 @@ def save_npz(
     if net.x0 is not None:
         arrays["x0"] = np.asarray(net.x0, dtype=float)
     for key, value in (extra or {}).items():
-        if key in _RESERVED or _LAYER_KEY.match(key) or key in arrays:
+        if key in _RESERVED or _LAYER_KEY.match(key) or _RESIDUAL_KEY.match(key) or key in arrays:
             raise LipoptError(f"{path}: extra key {key!r} clashes with a reserved npz key")
         arrays[key] = np.asarray(value)
     writer = np.savez_compressed if compressed else np.savez

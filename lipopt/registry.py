@@ -166,7 +166,7 @@ class Context:
     @property
     def network_quantity(self) -> bool:
         """True when the chain bounds the network's ℓp→ℓp constant (no scalar target asked for)."""
-        return self.target.kind == "all-outputs" and len(self.target.vectors) > 1
+        return self.target.is_network and len(self.target.vectors) > 1
 
     def budget(self) -> Budget:
         """A fresh budget for a step that starts now."""

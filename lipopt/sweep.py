@@ -77,7 +77,6 @@ import csv
 import dataclasses
 import functools
 import glob
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -95,7 +94,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import __version__
 from .chain import DEFAULT_TIME_LIMIT
@@ -166,30 +164,14 @@ _RUN_KEYS = {"norms", "methods", "levels", "radii", "output", "margin", "time_li
 # Reproducibility helpers
 # ---------------------------------------------------------------------------------------------
 def network_hash(net: Network) -> str:
-    """sha256 (hex) of a network's weights, biases and activations.
+    """sha256 (hex) of a network's weights, biases and activations (:meth:`Network.content_hash`).
 
     Dense weights are hashed as little-endian float64 bytes in C order together with their
-    shape; sparse weights as their canonical CSR arrays (data, indices, indptr, shape). Two
-    networks with the same hash compute the same function (the name and ``x0`` are not hashed).
+    shape; sparse weights as their canonical CSR arrays (data, indices, indptr, shape); residual
+    blocks with their skip/out matrices and inner layers. Two networks with the same hash compute
+    the same function (the name and ``x0`` are not hashed).
     """
-    h = hashlib.sha256()
-    for layer in net.layers:
-        w = layer.weight
-        if sp.issparse(w):
-            csr = sp.csr_matrix(w, dtype=np.float64, copy=True)
-            csr.sum_duplicates()
-            csr.sort_indices()
-            h.update(b"csr" + np.asarray(csr.shape, dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(csr.data, dtype="<f8").tobytes())
-            h.update(np.ascontiguousarray(csr.indices, dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(csr.indptr, dtype="<i8").tobytes())
-        else:
-            a = np.ascontiguousarray(w, dtype="<f8")
-            h.update(b"dense" + np.asarray(a.shape, dtype="<i8").tobytes())
-            h.update(a.tobytes())
-        h.update(np.ascontiguousarray(layer.bias, dtype="<f8").tobytes())
-        h.update(f"{layer.activation.name}:{layer.activation.alpha!r};".encode())
-    return h.hexdigest()
+    return net.content_hash()
 
 
 def _package_version(name: str) -> str:
@@ -712,7 +694,7 @@ def run_task(task: Task) -> list[dict[str, Any]]:
     except Exception as e:
         return [_stamp({**common, "method": m, "level": k, "certified": False, "bound_type": "upper",
                         "status": _error_status(e)}) for m, k in task.pairs]
-    common["target"] = target.labels[0] if len(target.labels) == 1 else "all outputs (max)"
+    common["target"] = target.labels[0] if len(target.labels) == 1 else "network"
     common["center"] = center
     naive = next((_finite(b.value) for b in chain.bounds if b.method == "naive"), None)
     lower = None if chain.lower_bound is None else _finite(chain.lower_bound.value)

@@ -26,9 +26,25 @@ def test_naive_matches_independent_computation(norm):
     weights = [layer.dense_weight() for layer in net.layers]
     target = make_target(net)
     expected = max(independent_naive(weights, c, norm) for c in target.vectors)
-    value = naive_bound(net, norm, target)
+    # the largest of the per-output (scalar) bounds; without a target naive bounds the network
+    value = max(naive_bound(net, norm, make_target(net, output=k)) for k in range(net.output_dim))
     assert value >= expected
     assert value == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_naive_bounds_the_network_constant_by_operator_norms(norm):
+    """Without a target: ``‖W_{L+1}‖_{p→p} Π ‖W_l‖_{p→p}`` (ReLU caps are 1 globally)."""
+    net = random_net([5, 7, 6, 3], seed=11)
+    weights = [layer.dense_weight() for layer in net.layers]
+    op = {
+        "inf": lambda w: np.abs(w).sum(1).max(),
+        "1": lambda w: np.abs(w).sum(0).max(),
+        "2": lambda w: np.linalg.svd(w, compute_uv=False)[0],
+    }[norm]
+    expected = float(np.prod([op(w) for w in weights]))
+    value = naive_bound(net, norm)
+    assert value >= expected and value == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("norm", ["inf", "2", "1"])

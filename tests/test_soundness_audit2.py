@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_soundness_audit import ABS, REL, Q, assert_above, vertex_max
+from test_soundness_audit import ABS, REL, Q, assert_above, exact_constant, vertex_max
 from test_soundness_audit import sampled_max as _sampled_max
 
 from lipopt.chain import bound_chain
@@ -172,7 +172,7 @@ def test_conv_nets_from_torch_are_bounded_soundly(name):
     for norm, target, dom in [("inf", make_target(net, output=1), None),
                               ("2", make_target(net, margin=(0, 1)), None),
                               ("1", make_target(net, output=0), domain), ("2", make_target(net), domain)]:
-        exact = max(exact_lipschitz(net, c, norm, dom) for c in target.vectors)
+        exact = exact_constant(net, target, norm, dom)
         # torch autograd at sampled points: a lower bound from the module itself
         pts = x if dom is None else torch.as_tensor(
             dom.lo + (dom.hi - dom.lo) * rng.random((200, net.input_dim))).reshape(-1, *shape)
@@ -268,7 +268,7 @@ def test_deep_chains_on_local_boxes_against_exact_constant(seed, sizes, act):
     for eps, norm in [(0.2, "1"), (1.0, "2"), (0.5, "inf")]:
         dom = make_domain(net, center=rng.standard_normal(net.input_dim), eps=eps)
         for target in targets:
-            exact = max(exact_lipschitz(net, c, norm, dom) for c in target.vectors)
+            exact = exact_constant(net, target, norm, dom)
             vmax = vertex_max(net, target, norm, dom)
             assert vmax >= exact * (1 - REL) - ABS
             bounds = certified_bounds(net, norm, target, dom, methods)
@@ -329,7 +329,7 @@ def test_lp_options_stay_sound(case):
         prob = build_problem(net, norm, target, dom)
         pop_max = prob.combine([exact_pop_max(p.polynomial) + p.rounding_slack if p.n_vars
                                 else p.polynomial.constant_term + p.rounding_slack for p in prob.pops])
-        ref = max(pop_max, max(exact_lipschitz(net, c, norm, dom) for c in target.vectors))
+        ref = max(pop_max, exact_constant(net, target, norm, dom))
         for opts in LP_OPTIONS:
             opts = dict(opts)
             limit = opts.pop("time_limit", None)

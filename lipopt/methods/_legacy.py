@@ -88,4 +88,6 @@ class LipSDP(Method):
         row = _convert(old, None)
         if old.size.get("per_target"):
             return row.with_note("LipSDP of the scalar network cᵀN (the target folded into the last layer)")
+        if ctx.target.is_network:
+            return row  # the network's ℓ2 constant itself
         return row.with_note("LipSDP's vector-output constant times ‖c‖₂")

@@ -301,9 +301,12 @@ class SdpBall(Method):
         timings = Timings(budget.elapsed(), sum(p.timings.build for p in parts),
                           sum(p.timings.solve for p in parts), sum(p.timings.certify for p in parts))
         svs = [p.solver_value for p in parts]
-        row = BoundResult(self.name, None, worst.value, all(p.certified for p in parts), worst.status,
-                          timings, replace(worst.size, solves=len(parts)), worst.solver,
-                          max(svs) if None not in svs else None, certificate=worst.certificate.kind)
+        combine = ctx.target.combine  # the largest row, or the network's constant from the rows
+        value = combine([p.value for p in parts], ctx.norm)
+        solver_value = combine(svs, ctx.norm) if None not in svs else None
+        row = BoundResult(self.name, None, value, all(p.certified for p in parts), worst.status, timings,
+                          replace(worst.size, solves=len(parts)), worst.solver, solver_value,
+                          ctx.target.combination_note(ctx.norm), certificate=worst.certificate.kind)
         if over_time:
             row = row.with_note(f"time limit reached: {over_time} of {len(parts)} targets bounded by a "
                                 "trivial feasible dual (valid, loose)")

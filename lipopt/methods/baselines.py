@@ -23,7 +23,8 @@ def _closed_form_row(name: str, value: float, started: float, ctx: Context) -> B
 
 @register
 class Naive(Method):
-    """``‖W_{L+1}ᵀ c‖_q · Π_l ‖M_l W_l‖_{p→p}``, ``M_l = diag(max |σ'|)`` over the domain."""
+    """``Π_l ‖M_l W_l‖_{p→p}``, ``M_l = diag(max |σ'|)`` over the domain, times ``‖W_{L+1}ᵀ c‖_q``
+    (a scalar target) or ``‖W_{L+1}‖_{p→p}`` (the network)."""
 
     name = "naive"
     summary = "product of the layers' operator norms (slopes capped over the domain)"
@@ -39,7 +40,8 @@ class Naive(Method):
 
 @register
 class AbsProduct(Method):
-    """``|∇f| ≤ |W_1|ᵀ M_1 ⋯ |W_L|ᵀ M_L |W_{L+1}ᵀ c|`` entrywise, so ``L ≤ ‖that‖_q``."""
+    """``|J| ≤ A = |W_{L+1}| M_L ⋯ M_1 |W_1|`` entrywise, so the network's constant is
+    ``≤ ‖A‖_{p→p}`` and a scalar target's ``≤ ‖Aᵀ|c|‖_q``."""
 
     name = "abs-product"
     summary = "norm of the product of the layers' absolute values (never above naive for ℓ1, ℓ∞)"

@@ -359,6 +359,8 @@ def run_pops(
         else:
             parts.append(bound_one(pop, None if ctx.time_limit is None else budget.remaining()))
     row = _combine(name, level, problem, parts, budget.elapsed())
+    if problem.combination_note:  # the network's ℓ2/ℓ1 constant from per-row bounds
+        row = row.with_note(problem.combination_note)
     if over_time:
         row = row.with_note(f"time limit reached: {over_time} of {len(problem.pops)} POPs bounded by their "
                             "positive coefficients only (valid, loose)")

@@ -575,7 +575,7 @@ class LayerStack:
         with an affine layer (it changes neither the map nor the constant)."""
         blocks: list[Block] = [b for layer in self.layers for b in layer.blocks()]
         last = blocks[-1]
-        if not (isinstance(last, Dense) and last.activation.name == "identity"):
+        if last.affine() is None or last.activation.name != "identity":
             blocks.append(Dense(np.eye(last.out_dim), np.zeros(last.out_dim), IDENTITY))
         return Network(tuple(blocks), name=self.name)
 
