@@ -6,7 +6,9 @@ The old side runs ``lipopt.bounds.bound_chain`` of a checkout of the code before
 its rule that keeps a lower level's certificate disabled, so that raw rows are compared; the new
 side runs the registered methods (:mod:`lipopt.methods`) of this checkout. Every row: value,
 solver value, certified, status; the table reports the relative difference of the certified
-values next to the certificate's own margin ``(value − solver value)/value``.
+values next to the certificate's own margin ``(value − solver value)/value``. Every request names a
+scalar target: without one the quantity is now the network's constant (rows combined by the norm),
+which the old code did not bound.
 
 Usage: ``python benchmarks/relaxations_before_after.py --old /tmp/lipopt_before``; writes
 ``benchmarks/results/relaxations_before_after.md``.
@@ -48,10 +50,10 @@ REQUESTS = [
     ("d", [6, 10, 1], 3, "inf", {"output": 0}, None, "sdp+lp", [1], {"sdp": {"lp_solver": "lagrangian"}},
      {"sa_solver": "lagrangian"}),
     ("e", [12, 14, 1], 4, "inf", {"output": 0}, None, "sdp+lp", [1], {}, {}),  # auto: Lagrangian route
-    ("f", [5, 9, 3], 5, "2", {}, None, "sdp-ball", None, {}, {}),
-    ("f", [5, 9, 3], 5, "2", {}, None, "sdp-ball", None, {"sdp-ball": {"solver": "CVXOPT"}},
+    ("f", [5, 9, 3], 5, "2", {"output": 1}, None, "sdp-ball", None, {}, {}),
+    ("f", [5, 9, 3], 5, "2", {"output": 1}, None, "sdp-ball", None, {"sdp-ball": {"solver": "CVXOPT"}},
      {"solver": "CVXOPT"}),
-    ("f", [5, 9, 3], 5, "2", {}, {"center": 0.0, "eps": 0.3}, "sdp-ball", None, {}, {}),
+    ("f", [5, 9, 3], 5, "2", {"output": 1}, {"center": 0.0, "eps": 0.3}, "sdp-ball", None, {}, {}),
     ("g", [4, 6, 2], 6, "2", {"output": 1}, None, "sdp", [1, 2], {}, {}),
 ]
 
