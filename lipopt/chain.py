@@ -395,29 +395,20 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
         return BoundResult.refused(method.name, level, str(exc), time.perf_counter() - t0)
     except StepTimeout:
         why = (
-            f"stopped at the time limit ({ctx.time_limit:g} s) before a certificate: "
-            "its solver cannot be interrupted"
+            f"stopped at the time limit ({ctx.time_limit:g} s) before a certificate "
+            "(its solver cannot be interrupted)"
         )
-        return BoundResult(
-            method.name,
-            level,
-            math.inf,
-            False,
-            Status.TIME_LIMIT,
-            Timings(time.perf_counter() - t0),
-            note=why,
-        )
+        return _stopped(method, level, Status.TIME_LIMIT, why, t0)
     except StepOutOfMemory:
         why = f"ran out of the memory limit ({ctx.max_memory_bytes / 1e9:.1f} GB); raise --max-memory"
-        return BoundResult(
-            method.name,
-            level,
-            math.inf,
-            False,
-            Status.MEMORY_LIMIT,
-            Timings(time.perf_counter() - t0),
-            note=why,
-        )
+        return _stopped(method, level, Status.MEMORY_LIMIT, why, t0)
+
+
+def _stopped(method: Method, level: int | None, status: Status, why: str, t0: float) -> BoundResult:
+    """A step stopped by a limit before it certified anything."""
+    return BoundResult(
+        method.name, level, math.inf, False, status, Timings(time.perf_counter() - t0), note=why
+    )
 
 
 def _keep_monotone(previous: list[BoundResult], new: BoundResult, word: str | None) -> BoundResult:
