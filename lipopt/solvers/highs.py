@@ -50,21 +50,22 @@ _THREADS: int | None = None
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silence C-level stdout (HiGHS prints a banner when the first instance is created)."""
-    try:
-        sys.stdout.flush()
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - unusual stdout
-        yield
-        return
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
+    """Silence the banner HiGHS prints when the first instance is created: at the C level
+    (file descriptor 1 itself, which Jupyter kernels capture into cell outputs; ``sys.stdout``
+    there is a Python stream whose ``fileno`` is not 1) and at the Python level."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        try:
+            sys.__stdout__.flush()
+            saved = os.dup(1)
+        except (AttributeError, OSError, ValueError):  # pragma: no cover - no fd 1
             yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+            return
+        try:
+            os.dup2(devnull.fileno(), 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _highspy():
