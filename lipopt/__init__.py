@@ -1,6 +1,7 @@
 """lipopt: certified upper bounds on Lipschitz constants of neural networks.
 
-Pipeline (data flows one way): network → problem → graph → hierarchy → solvers → bounds.
+Pipeline (data flows one way): network → problem → graph → hierarchy → solvers (backends) →
+certificates → methods (registered) → bounds.
 """
 
 __version__ = "0.1.0"

@@ -10,9 +10,11 @@ for an output, a margin or a vector ``c``, and otherwise the network's constant
   operator norms are monotone on nonnegative matrices, so the network's constant is
   ``≤ ‖A‖_{p→p}``; a scalar target gets ``‖Aᵀ|c|‖_q``. Never worse than ``naive`` for ℓ1, ℓ∞.
 * relaxations (``lp``, ``sdp``, ``sdp+lp``, ``exact-pop``, ``sdp-ball``) of the POPs of
-  :mod:`lipopt.problems`, certified from their duals; for the network's ℓ2/ℓ1 constant their
-  per-row bounds are combined (:meth:`~lipopt.norms.Norm.combine_rows`, stated in the row's
-  note). ``lipsdp`` bounds the ℓ2 network constant natively.
+  :mod:`lipopt.problems` are registered methods (:mod:`lipopt.methods`), certified from their
+  duals; for the network's ℓ2/ℓ1 constant their per-row bounds are combined
+  (:meth:`~lipopt.norms.Norm.combine_rows`, stated in the row's note). ``lipsdp``
+  (:func:`_lipsdp_bound`, bridged by :mod:`lipopt.methods._legacy`) bounds the ℓ2 network
+  constant natively.
 
 Lower bound (``lower``): the best secant between real points of the domain, found by sampling
 and multi-start ascent on a smoothed surrogate; every secant is ≤ the true constant.
@@ -20,22 +22,18 @@ and multi-start ascent on a smoothed surrogate; every secant is ≤ the true con
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import LipoptError
-from .floats import EPS, safe_sum
+from .floats import EPS
 from .lower import GLOBAL_SAMPLING_RADIUS, lower_bound  # noqa: F401 (re-exported)
 from .network import Network
 from .norms import spectral_norm_upper
 from .problems import (
-    BinaryPOP,
     Domain,
-    LipschitzProblem,
     Target,
     derivative_ranges,
     make_target,
@@ -141,143 +139,8 @@ def abs_product_bound(
 
 
 # ---------------------------------------------------------------------------------------------
-# The chain
+# LipSDP (pre-registry, bridged by methods._legacy)
 # ---------------------------------------------------------------------------------------------
-def _relaxation_bound(
-    problem: LipschitzProblem,
-    method: str,
-    degree: int,
-    options: dict,
-) -> _LegacyRow:
-    """Run one relaxation on every POP of the problem and combine (:meth:`LipschitzProblem.combine`)."""
-    runner = _relaxation_runner(method)
-    key = "lp" if method == "lp" else "sdp"
-    budget = options.get(key, {}).get("time_limit")
-    values, solver_values, statuses = [], [], []
-    build = solve = 0.0
-    size: dict = {}
-    certified = True
-    solver_name = None
-    over_time = 0
-    t0 = time.perf_counter()
-    for pop in problem.pops:
-        if pop.n_vars == 0:  # constant polynomial: exact
-            values.append(pop.polynomial.constant_term + pop.rounding_slack)
-            solver_values.append(pop.polynomial.constant_term)
-            statuses.append("optimal")
-            continue
-        pop_options = options
-        if budget is not None:  # the time limit covers the whole step, shared by its POPs
-            remaining = budget - (time.perf_counter() - t0)
-            if remaining <= 0.0:
-                values.append(positive_part_bound(pop))
-                solver_values.append(None)
-                statuses.append("time_limit")
-                over_time += 1
-                continue
-            pop_options = {**options, key: {**options.get(key, {}), "time_limit": remaining}}
-        r = runner(pop, degree, pop_options)
-        values.append(r.value)
-        solver_values.append(r.solver_value)
-        statuses.append(r.status)
-        certified &= bool(r.certified)
-        build += r.build_time_s or 0.0
-        solve += r.solve_time_s or 0.0
-        solver_name = getattr(r, "solver", None) or solver_name
-        for k, v in (r.size or {}).items():
-            if isinstance(v, int | float):
-                size[k] = max(size.get(k, 0), v) if k.startswith("max") else size.get(k, 0) + v
-    status = next((s for s in statuses if s != "optimal"), "optimal")
-    value = problem.combine(values) if all(np.isfinite(values)) else float("inf")
-    solver_value = (
-        problem.combine(solver_values)
-        if all(v is not None and np.isfinite(v) for v in solver_values)
-        else None
-    )
-    size["pops"] = len(problem.pops)
-    result = _LegacyRow(
-        method,
-        degree,
-        value,
-        bool(certified and np.isfinite(value)),
-        status,
-        time.perf_counter() - t0,
-        build,
-        solve,
-        solver_value,
-        size,
-        solver_name,
-    )
-    _add_note(result, problem.combination_note)
-    if over_time:
-        _add_note(
-            result,
-            f"time limit reached: {over_time} of {len(problem.pops)} POPs bounded by their "
-            "positive coefficients only (valid, loose)",
-        )
-    return result
-
-
-def _add_note(result: _LegacyRow, note: str | None) -> _LegacyRow:
-    if note:
-        result.note = note if not result.note else f"{result.note}; {note}"
-    return result
-
-
-def positive_part_bound(pop: BinaryPOP) -> float:
-    """The degree-0 certificate ``max p ≤ p_∅ + Σ_{S≠∅} max(p_S, 0)`` on ``{0,1}^n`` (each
-    ``u^S ∈ {0,1}``), plus the POP's rounding slack; summed with :func:`~lipopt.floats.safe_sum`."""
-    coef = pop.polynomial.coef
-    const = pop.polynomial.constant_term
-    positive = coef[(coef > 0) & (pop.polynomial.degrees > 0)]
-    return safe_sum([const, *positive.tolist(), pop.rounding_slack])
-
-
-def _relaxation_runner(method: str) -> Callable:
-    """``(pop, degree, options) -> result`` with value/solver_value/certified/status/times/size."""
-    if method == "lp":
-        from .solvers.lp_pipeline import lp_bound
-
-        return lambda pop, k, o: lp_bound(pop, k, **o.get("lp", {}))
-    if method in ("sdp", "sdp+lp"):
-        from .solvers.sdp_pipeline import sdp_bound
-
-        return lambda pop, k, o: sdp_bound(pop, k, with_lp=(method == "sdp+lp"), **o.get("sdp", {}))
-    raise LipoptError(f"unknown relaxation {method!r}")
-
-
-def _exact_pop_bound(problem: LipschitzProblem, max_vars: int) -> _LegacyRow:
-    from .exact import exact_pop_max
-
-    t0 = time.perf_counter()
-    vals = []
-    for pop in problem.pops:
-        if pop.n_vars > max_vars:
-            raise LipoptError(
-                f"exact-pop enumerates 2^{pop.n_vars} vertices, above the limit of 2^{max_vars}; "
-                "use it on tiny networks only, or use --method lp"
-            )
-        v = exact_pop_max(pop.polynomial, max_vars=max_vars) if pop.n_vars else pop.polynomial.constant_term
-        # evaluation error of a sum of products: ≤ (degree + terms)·eps·Σ|coef|
-        err = (pop.degree + pop.polynomial.num_terms + 2) * EPS * pop.polynomial.abs_coef_sum()
-        vals.append(v + err + pop.rounding_slack)
-    dt = time.perf_counter() - t0
-    value = problem.combine(vals)
-    return _LegacyRow(
-        "exact-pop",
-        None,
-        value,
-        True,
-        "optimal",
-        dt,
-        0.0,
-        dt,
-        value,
-        {"max_vars": max(p.n_vars for p in problem.pops)},
-        note=problem.combination_note,
-    )
-
-
 def _lipsdp_bound(
     net: Network, norm: str, target: Target, domain: Domain | None, options: dict
 ) -> _LegacyRow:
@@ -342,38 +205,7 @@ def _lipsdp_bound(
     return _add_note(result, target.combination_note(norm) if len(runs) > 1 else None)
 
 
-def _ball_bound(net: Network, norm: str, target: Target, domain: Domain | None, options: dict) -> _LegacyRow:
-    """``sdp-ball``: the ℓ2 ball-constrained SDP (b) of one-hidden-layer nets, per target row
-    (rows combined by :meth:`~lipopt.problems.Target.combine`)."""
-    if norm != "2":
-        raise LipoptError("sdp-ball bounds the ℓ2 constant only: use it with --norm 2, or --method sdp")
-    from .solvers.ball_sdp import ball_sdp_bound, ball_sdp_target_bound
-
-    opts = options.get("sdp-ball", {})
-    allowed = [k for k in inspect.signature(ball_sdp_bound).parameters if k not in ("net", "c", "domain")]
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise LipoptError(f"unknown sdp-ball option {unknown[0]!r}; allowed: {', '.join(allowed)}")
-    t0 = time.perf_counter()
-    r = ball_sdp_target_bound(net, target, domain, combine=lambda vs: target.combine(vs, norm), **opts)
-    result = _LegacyRow(
-        "sdp-ball",
-        None,
-        r.value,
-        r.certified,
-        r.status,
-        time.perf_counter() - t0,
-        r.build_time_s,
-        r.solve_time_s,
-        r.solver_value,
-        r.size,
-        r.solver,
-    )
-    return _add_note(result, target.combination_note(norm))
-
-
-def default_degrees(problem: LipschitzProblem, method: str) -> list[int]:
-    deg = max((p.degree for p in problem.pops), default=1)
-    if method == "lp":
-        return [max(deg, 2), max(deg, 2) + 1]
-    return [1]
+def _add_note(result: _LegacyRow, note: str | None) -> _LegacyRow:
+    if note:
+        result.note = note if not result.note else f"{result.note}; {note}"
+    return result

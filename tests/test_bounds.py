@@ -112,7 +112,7 @@ def test_chain_is_monotone_even_when_a_higher_level_certifies_worse():
 def test_time_limit_covers_all_pops_and_falls_back_to_a_valid_bound():
     """ℓ1 has one POP per input and sign; a spent budget leaves the rest with the degree-0
     certificate p_∅ + Σ max(p_S, 0), still ≥ the vertex maximum."""
-    from lipopt.bounds import positive_part_bound
+    from lipopt.methods.pop import positive_part_bound
     from lipopt.problems import build_problem
 
     net = random_net([4, 6, 5, 1], seed=7)

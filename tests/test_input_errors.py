@@ -236,7 +236,7 @@ def test_margin_needs_two_different_outputs(tmp_path: Path) -> None:
         ({"lp": {"threads": 1.5}}, r"'threads' must be an integer, got 1\.5"),
         ({"lp": {"project": "yes"}}, r"'project' must be true or false, got 'yes'"),
         ({"lp": {"basis": "krivine", "project": True}}, "applies to the Sherali–Adams basis only"),
-        ({"sdp": {"shor_solver": "fast"}}, r"'shor_solver' must be one of auto, mixing, conic, got 'fast'"),
+        ({"sdp": {"solver": "fast"}}, r"'solver' must be one of auto, mixing, conic, .*got 'fast'"),
         ({"sdp": {"max_iter": 0}}, r"'max_iter' must be >= 1"),
         ({"lipsdp": {"reduce_input": 1}}, r"\[run\.options\.lipsdp\]: lipsdp option 'reduce_input' must"),
         ({"lp": 3}, r"\[run\.options\.lp\] must be a table"),
@@ -249,7 +249,7 @@ def test_solver_options_are_validated_up_front(tmp_path: Path, options: dict, me
 
 def test_valid_solver_options_pass(tmp_path: Path) -> None:
     options = {"lp": {"algorithm": "ipm", "threads": 1, "project": False},
-               "sdp": {"shor_solver": "conic", "tol": 1e-6}, "lipsdp": {"solver": "SCS"}}
+               "sdp": {"solver": "conic", "tol": 1e-6}, "lipsdp": {"solver": "SCS"}}
     assert load_spec(spec(options=options), base_dir=tmp_path).run.options == options
 
 

@@ -126,13 +126,14 @@ def test_certificate_check_is_rigorous():
     Ws = _random_weights([4, 6, 2], 1)
     r = lipsdp_neuron(Ws)
     # the certified point passes; a smaller ρ does not
-    ok, rho_c, lam, margin = certify_lipsdp(Ws, r.rho_certified, r.t)
+    cert = certify_lipsdp(Ws, r.rho_certified, r.t)
+    ok, rho_c = cert.certified, cert.details["rho"]
+    lam, margin = cert.details["lambda_max"], cert.details["margin"]
     assert ok and rho_c == r.rho_certified and lam + margin <= 0
     M, _ = lipsdp_matrix(Ws, 0.99 * r.rho_certified, np.maximum(r.t, 0))
     assert np.linalg.eigvalsh(M)[-1] > 0
     # without multipliers the hidden block cannot be negative semidefinite: not certifiable
-    ok, *_ = certify_lipsdp(Ws, 10 * r.rho, np.zeros_like(r.t))
-    assert not ok
+    assert not certify_lipsdp(Ws, 10 * r.rho, np.zeros_like(r.t)).certified
 
 
 @pytest.mark.parametrize("solver", ["CLARABEL", "SCS", "CVXOPT"])

@@ -348,20 +348,15 @@ def test_lp_options_stay_sound(case):
 # ---------------------------------------------------------------------------------------------
 # 4. SDP routes called directly on POPs
 # ---------------------------------------------------------------------------------------------
-SDP_CONFIGS = [
-    dict(with_lp=False, shor_solver="mixing"), dict(with_lp=False, shor_solver="mixing", max_iter=1),
-    dict(with_lp=False, shor_solver="mixing", time_limit=1e-5),
-    dict(with_lp=False, shor_solver="mixing", tol=0.9),
-    dict(with_lp=False, shor_solver="conic", solver="SCS", max_iter=3),
-    dict(with_lp=False, shor_solver="conic", solver="CLARABEL", max_iter=1),
-    dict(with_lp=False, shor_solver="conic", solver="CVXOPT", max_iter=1),
-    dict(with_lp=False, shor_solver="conic", solver="SCS", time_limit=1e-4),
-    dict(with_lp=True, lp_solver="conic", solver="SCS", max_iter=2),
-    dict(with_lp=True, lp_solver="conic", solver="CLARABEL"),
-    dict(with_lp=True, lp_solver="conic", solver="CVXOPT", max_iter=1),
-    dict(with_lp=True, lp_solver="lagrangian", lagrangian_rounds=1),
-    dict(with_lp=True, lp_solver="lagrangian", time_limit=1e-5),
-    dict(with_lp=True, lp_solver="lagrangian", max_iter=1),
+SDP_CONFIGS = [  # (SDPOptions fields, with Sherali–Adams rows, time limit)
+    ({}, False, None), (dict(max_iter=1), False, None), ({}, False, 1e-5), (dict(tol=0.9), False, None),
+    (dict(solver="SCS", max_iter=3), False, None), (dict(solver="CLARABEL", max_iter=1), False, None),
+    (dict(solver="CVXOPT", max_iter=1), False, None), (dict(solver="SCS"), False, 1e-4),
+    (dict(sa_solver="conic", solver="SCS", max_iter=2), True, None),
+    (dict(sa_solver="conic", solver="CLARABEL"), True, None),
+    (dict(sa_solver="conic", solver="CVXOPT", max_iter=1), True, None),
+    (dict(sa_solver="lagrangian", lagrangian_rounds=1), True, None),
+    (dict(sa_solver="lagrangian"), True, 1e-5), (dict(sa_solver="lagrangian", max_iter=1), True, None),
 ]
 
 
@@ -369,7 +364,7 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
     rng = np.random.default_rng(0)
     nets = [(chain_net([3, 4, 2], seed=0, activation=Activation("leaky_relu", 0.2)), None),
             (chain_net([2, 3, 2], seed=1), "local"), (chain_net([2, 2, 2, 1], seed=2), None)]
-    from lipopt.solvers.sdp_pipeline import sdp_bound
+    from lipopt.methods.pop import SDPOptions, sdp_bound
 
     checked = 0
     for net, dom in nets:
@@ -385,7 +380,10 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
                     try:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            r = sdp_bound(pop, degree, **cfg)
+                            opts, sa, limit = cfg
+                            k = max(degree, 2, pop.degree) if sa else None
+                            r = sdp_bound(pop, 1 if sa else degree, SDPOptions(**opts), sa_level=k,
+                                          time_limit=limit)
                     except LipoptError:
                         continue
                     if r.certified:
@@ -397,7 +395,7 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
 
 def test_ball_sdp_and_lipsdp_early_stops():
     from lipopt.lipsdp import lipsdp_neuron
-    from lipopt.solvers.ball_sdp import ball_sdp_bound
+    from lipopt.methods.ball import BallOptions, ball_sdp_bound
 
     checked = 0
     for seed, act in [(0, Activation("relu")), (1, Activation("leaky_relu", 0.3))]:
@@ -409,7 +407,9 @@ def test_ball_sdp_and_lipsdp_early_stops():
                                ("CLARABEL", {"time_limit": 1e-5}), ("SCS", {"time_limit": 1e-5}),
                                ("CVXOPT", {"reduce": False}), ("conic", {})]:
                 try:
-                    r = ball_sdp_bound(net, c, d, solver=solver, **kw)
+                    opts = {k: v for k, v in kw.items() if k != "time_limit"}
+                    r = ball_sdp_bound(net, c, d, BallOptions(solver=solver, **opts),
+                                       time_limit=kw.get("time_limit"))
                 except LipoptError:
                     continue
                 if r.certified:

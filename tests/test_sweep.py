@@ -25,7 +25,7 @@ from lipopt.sweep import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_LP = importlib.util.find_spec("lipopt.solvers.lp_pipeline") is not None
+HAS_LP = importlib.util.find_spec("lipopt.methods.pop") is not None
 
 
 def small_spec(**run: object) -> dict:
