@@ -40,7 +40,7 @@ from .floats import round_up
 from .lipsdp_certify import certify_chain
 from .results import Certificate
 from .solvers.lipsdp_chain import BlockRows, LMIData, solve_lmi
-from .solvers.shor import blas_threads
+from .solvers.mixing import blas_threads
 
 __all__ = ["ChainProblem", "lipsdp_bound", "prepare_chain"]
 

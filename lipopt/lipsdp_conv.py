@@ -48,7 +48,7 @@ from .floats import EPS, round_up
 from .lipsdp_certify import certify_chain
 from .results import Certificate
 from .solvers.lipsdp_chain import BlockRows, LMIData, solve_lmi
-from .solvers.shor import blas_threads
+from .solvers.mixing import blas_threads
 
 __all__ = ["ConvSpec", "conv_chain_specs", "lipsdp_conv_bound", "recover_conv"]
 

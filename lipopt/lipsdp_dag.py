@@ -34,7 +34,7 @@ from .lipsdp_certify import _gamma, certify_blocks
 from .network import Dense, Network, Residual
 from .results import Certificate
 from .solvers.lipsdp_chain import BlockRows, LMIData, solve_lmi
-from .solvers.shor import blas_threads
+from .solvers.mixing import blas_threads
 
 __all__ = ["dag_lmi", "lipsdp_dag_bound"]
 
