@@ -442,7 +442,8 @@ def solve_lmi(
 ) -> tuple[float, np.ndarray, SolveInfo]:
     """Minimise ``ρ`` over ``S(ρ, t) ⪰ 0, t ≥ 0`` (module docstring).
 
-    Stops when ``ν μ ≤ rtol·ρ`` with a primal residual below ``1e-6``, at the time limit
+    Stops when ``ν μ ≤ rtol·ρ``, the primal residual is below ``1e-6`` and the objectives agree
+    (``|ρ − ⟨CᴴC, Z⟩| ≤ rtol·ρ``), at the time limit
     (``status="time_limit"``), at ``max_iter`` or when the steps stall; the returned
     ``(ρ, t_groups)`` is the last strictly feasible iterate.
     """
@@ -475,7 +476,8 @@ def solve_lmi(
         info.history.append((st.rho, st.t.copy()))
         info.mu, info.residual = mu, resid
         info.lower = float(np.real(np.sum(-data.neg_ctc * st.Z.conj())))
-        if data.nu * mu <= rtol * max(st.rho, 1e-300) and resid <= 1e-6:
+        scale = max(st.rho, 1e-300)
+        if data.nu * mu <= rtol * scale and resid <= 1e-6 and abs(st.rho - info.lower) <= rtol * scale:
             break
         if it >= max_iter:
             info.status = "iteration_limit"
