@@ -132,13 +132,12 @@ def test_bad_input_is_one_line_and_exit_2(net_file, tmp_path, capsys, make_args,
     assert out == ""
 
 
-def test_a_global_method_on_a_box_reports_its_global_bound(net_file, capsys):
-    """A global bound holds on every box: lipsdp on --box runs globally, and its row says so."""
+def test_lipsdp_on_a_box_is_certified_and_no_looser_than_global(net_file, capsys):
+    """On a box LipSDP uses the box's slope ranges: certified, and never above the global row."""
     out = _run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp", "--box", "0", "1")
     (row,) = json.loads(out)["bounds"]
-    assert row["certified"] and "global method" in row["note"] and "ran globally" in row["note"]
     glob = json.loads(_run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp"))["bounds"][0]
-    assert row["value"] == glob["value"]
+    assert row["certified"] and row["value"] <= glob["value"] * (1 + 1e-9)
 
 
 def _run_json(capsys, *argv):

@@ -326,3 +326,19 @@ def test_node_bound_substitutes_stable_neurons_exactly():
     assert exact_node.certified and chain_node.certified
     assert exact_node.value <= chain_node.value * (1 + 1e-9)
     assert exact_node.value <= lipsdp_bound(Ws).value
+
+
+def test_a_linear_map_gets_its_exact_spectral_norm():
+    """Every slope fixed (identity activations, or every neuron stable): the constant is ‖J‖₂,
+    certified from above within rounding."""
+    from lipopt.chain import bound_chain
+    from lipopt.network import Activation, Dense, Network, Residual
+
+    rng = np.random.default_rng(3)
+    block = Residual((Dense(rng.standard_normal((4, 3)), rng.standard_normal(4), Activation("identity")),),
+                     None, rng.standard_normal((3, 4)), Activation("identity"))
+    net = Network((block, Dense(rng.standard_normal((2, 3)), np.zeros(2))))
+    (row,) = bound_chain(net, "2", ["lipsdp"]).bounds
+    w1, w2 = block.inner[0].weight, block.out
+    exact = np.linalg.norm(net.layers[-1].weight @ (np.eye(3) + w2 @ w1), 2)
+    assert row.certified and exact <= row.value <= exact * (1 + 1e-9)

@@ -13,10 +13,9 @@ certificate), ``conic`` or a conic solver's name (``CVXOPT``, ``CLARABEL``, ``SC
 the cvxpy interior-point route of :mod:`lipopt.lipsdp`, run in a child process under the limits
 since CVXOPT cannot be interrupted).
 
-Kept global (a local request gets the global row, converted by the chain) and chain-only, as the
-existing audits expect: :func:`lipopt.lipsdp_chain.lipsdp_bound` takes per-neuron slope ranges
-(local domains, branch-and-bound nodes) and :func:`lipopt.lipsdp_dag.lipsdp_dag_bound` residual
-blocks; switching the method to them is ``supports_local``/``supports_residual`` plus the audits.
+Local domains use per-neuron slope ranges over the box (:func:`lipopt.lipsdp_chain.lipsdp_bound`:
+stable neurons have slope exactly 0 or 1, a tighter LMI than the global one); residual blocks go
+through :func:`lipopt.lipsdp_dag.lipsdp_dag_bound`.
 """
 
 from __future__ import annotations
@@ -91,8 +90,6 @@ class LipSDP(Method):
     summary = "LipSDP-Neuron SDP (ℓ2), structured interior point, certified by block Cholesky"
     Options = LipSDPOptions
     norms = ("2",)
-    supports_local = False
-    supports_residual = False
 
     def suggest(self, ctx: Context) -> Suggestion | str:
         neurons = sum(ctx.net.hidden_sizes)
