@@ -101,6 +101,11 @@ def right_matmul(m: np.ndarray, w) -> np.ndarray:
     return np.asarray(out).reshape(*shape[:-1], w.shape[1])
 
 
+def _bmv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Batched matrix–vector product ``(B, i, j) × (B, j) → (B, i)``."""
+    return (a @ v[..., None])[..., 0]
+
+
 def _gamma(n: int) -> float:
     return (n + 8) * EPS
 
@@ -166,22 +171,21 @@ def _crown_layer(chain: Chain, l: int, lines, lo, hi, amax, zmax) -> tuple[np.nd
     for k in range(l - 1, -1, -1):
         a_lo, a_up, b_up = lines[k]
         pos = np.maximum(lam, 0.0)
-        const = const + np.einsum("bij,bj->bi", pos, b_up)
+        const = const + _bmv(pos, b_up)
         lam_z = pos * a_up[:, None, :] + np.minimum(lam, 0.0) * a_lo[:, None, :]
         abs_lz = np.abs(lam_z)
         wk, bk = chain.weights[k], chain.biases[k]
         tau = tau + lam_z @ bk
         prev_amax = amax[k - 1] if k > 0 else np.maximum(np.abs(lo[:, :-1]), np.abs(hi[:, :-1]))
         reach = right_matmul(prev_amax, chain.absw[k].T) + tmax[:, None] * np.abs(bk)
-        mag = mag + np.abs(const) + np.abs(tau) * tmax[:, None] + np.einsum(
-            "bij,bj->bi", abs_lz, zmax[k] + reach) + np.einsum("bij,bj->bi", pos, b_up)
+        mag = mag + np.abs(const) + np.abs(tau) * tmax[:, None] + _bmv(abs_lz, zmax[k] + reach) + _bmv(pos, b_up)
         lam = right_matmul(lam_z, wk)
     mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
     absl = np.abs(lam)
-    val = (np.einsum("bij,bj->bi", lam, mid[:, :-1]) + np.einsum("bij,bj->bi", absl, rad[:, :-1])
+    val = (_bmv(lam, mid[:, :-1]) + _bmv(absl, rad[:, :-1])
            + tau * mid[:, -1:] + np.abs(tau) * rad[:, -1:] + const)
     scale = np.maximum(np.abs(lo[:, :-1]), np.abs(hi[:, :-1]))
-    mag = mag + np.einsum("bij,bj->bi", absl, scale) + np.abs(tau) * tmax[:, None] + np.abs(const)
+    mag = mag + _bmv(absl, scale) + np.abs(tau) * tmax[:, None] + np.abs(const)
     width = max(chain.widths[: l + 1])
     upper = val + 2 * _gamma(width) * mag
     return -upper[:, n:], upper[:, :n]
@@ -333,17 +337,16 @@ def _backward_crown_state(chain: Chain, k: int, lines, gmax, c_lo, c_hi) -> tupl
     for j in range(k, L):
         a_lo, b_lo, a_up, b_up = lines[j]
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
-        const = const + np.einsum("bij,bj->bi", pos, b_up) + np.einsum("bij,bj->bi", neg, b_lo)
+        const = const + _bmv(pos, b_up) + _bmv(neg, b_lo)
         lam_g = pos * a_up[:, None, :] + neg * a_lo[:, None, :]
         nxt = chain.weights[j + 1]
-        mag = mag + np.abs(const) + np.einsum("bij,bj->bi", np.abs(lam_g), gmax[j] * 2) + np.einsum(
-            "bij,bj->bi", np.abs(lam), np.abs(b_up) + np.abs(b_lo))
+        mag = mag + np.abs(const) + _bmv(np.abs(lam_g), gmax[j] * 2) + _bmv(np.abs(lam), np.abs(b_up) + np.abs(b_lo))
         lam = right_matmul(lam_g, nxt.T)  # coefficients on h_{j+1} (or on c after the last layer)
     mid, rad = 0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)
     absl = np.abs(lam)
-    val = np.einsum("bij,bj->bi", lam, mid) + np.einsum("bij,bj->bi", absl, rad) + const
+    val = _bmv(lam, mid) + _bmv(absl, rad) + const
     scale = np.maximum(np.abs(c_lo), np.abs(c_hi))
-    mag = mag + np.einsum("bij,bj->bi", absl, scale) + np.abs(const)
+    mag = mag + _bmv(absl, scale) + np.abs(const)
     upper = val + 2 * _gamma(max(chain.widths[k:])) * mag
     return -upper[:, n:], upper[:, :n]
 

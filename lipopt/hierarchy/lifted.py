@@ -181,7 +181,7 @@ class LiftedTemplate:
         if reach:
             self._forward(b, x, tau, Z, Aa, S)
         last = G[:, self.offsets[-2]:] if N else g0
-        r = b.rows("out", last.size).reshape(R, -1)
+        r = b.rows("out", last.size).reshape(R, last.shape[1])
         b.add(r, last, 1.0)
         for k in range(R):
             b.add_matrix(r[k], c[k], chain.weights[-1], -1.0, transpose=True)
@@ -193,7 +193,7 @@ class LiftedTemplate:
         for l in range(chain.depth):
             sl = slice(self.offsets[l], self.offsets[l + 1])
             prev = g0 if l == 0 else G[:, self.offsets[l - 1]:self.offsets[l]]
-            r = b.rows(f"bwd{l}", prev.size).reshape(R, -1)
+            r = b.rows(f"bwd{l}", prev.size).reshape(R, prev.shape[1])
             b.add(r, prev, 1.0)
             for k in range(R):
                 b.add_matrix(r[k], H[k, sl], chain.weights[l], -1.0, transpose=True)

@@ -114,26 +114,23 @@ def _clip_multipliers(lp: BoxLP, w: np.ndarray) -> np.ndarray:
     return np.where((w < 0) & ~np.isfinite(lp.rl), 0.0, w)
 
 
-def _bound_terms(lp: BoxLP, c: np.ndarray, w: np.ndarray) -> tuple[list[float], float]:
+def _bound_terms(lp: BoxLP, c: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
     """The terms of ``V(w)`` and the float allowance (see the module docstring)."""
     cols = lp.cols
     if lp.rows:
         wr = w[lp.row_of]
         r = c - np.bincount(lp.indices, weights=lp.data * wr, minlength=cols)
-        absw = np.abs(w)
-        mass_col = np.abs(c) + np.bincount(lp.indices, weights=np.abs(lp.data) * np.abs(wr), minlength=cols)
+        mass_col = np.abs(c) + np.bincount(lp.indices, weights=np.abs(lp.data * wr), minlength=cols)
         k = lp.col_counts
     else:
-        r, absw, mass_col, k = c.astype(float), w, np.abs(c), np.zeros(cols, int)
+        r, mass_col, k = c.astype(float), np.abs(c), np.zeros(cols, int)
     err = (k + 2) * EPS * mass_col
     m = np.maximum(np.abs(lp.l), np.abs(lp.u))
     col_terms = np.maximum(r * lp.l, r * lp.u) + err * m
-    side = np.where(w > 0, lp.ru, lp.rl)
-    side = np.where(w != 0, side, 0.0)
-    row_terms = w * side
-    terms = [lp.c0, *col_terms[col_terms != 0].tolist(), *row_terms[row_terms != 0].tolist()]
-    mass = abs(lp.c0) + float(np.abs(col_terms).sum()) + float((absw * np.abs(side)).sum())
-    return terms, mass
+    nz = w != 0
+    row_terms = w[nz] * np.where(w[nz] > 0, lp.ru[nz], lp.rl[nz])
+    terms = np.concatenate([[lp.c0], col_terms, row_terms])
+    return terms, float(np.abs(terms).sum())
 
 
 def dual_bound(lp: BoxLP, w: np.ndarray | None) -> float:
@@ -145,9 +142,9 @@ def dual_bound(lp: BoxLP, w: np.ndarray | None) -> float:
     if not np.all(np.isfinite(lp.c)):
         return math.inf
     terms, mass = _bound_terms(lp, np.asarray(lp.c, dtype=float), w)
-    if not all(math.isfinite(t) for t in terms) or not math.isfinite(mass):
+    if not (np.all(np.isfinite(terms)) and math.isfinite(mass)):
         return math.inf
-    return round_up(math.fsum(terms) + 4 * EPS * mass)
+    return round_up(math.fsum(terms.tolist()) + 4 * EPS * mass)
 
 
 def proves_infeasible(lp: BoxLP, ray: np.ndarray | None) -> bool:
