@@ -64,6 +64,7 @@ from .reach import (
     slopes,
     spectral_bounds,
     split_bounds,
+    tau_only_conflicts,
     verified_patterns,
 )
 from .registry import SILENT, Budget, Progress
@@ -382,6 +383,8 @@ class BranchAndBound:
             bounds = split_bounds(self.chain, lo, hi, splits, prev)
             dead = empty_nodes(bounds) | self._forced_zero(bounds, splits)
             s_lo, s_hi = slopes(self.chain, bounds, splits)
+            if self.domain is None:
+                dead |= tau_only_conflicts(self.chain, lo, splits, s_lo, s_hi)
             z = tuple(np.concatenate([b[k] for b in bounds], axis=1) for k in (0, 1))
         else:
             z, dead = None, np.zeros(B, dtype=bool)
@@ -536,7 +539,11 @@ class BranchAndBound:
         node.upper = min(node.upper, float(sub.leaf.bounds_from(G, err)[1][0]))
         if self._discard_if_done(node):
             return
-        x = self._interior_point(node)
+        M, err = self._affine_maps(node)
+        if self._flat_region(node, M, err):
+            self.infeasible += 1
+            return
+        x = self._interior_point(node, M)
         if x is not None:
             self._candidates.append(x)
             if self._flush_points(want=node.upper):
@@ -602,25 +609,44 @@ class BranchAndBound:
         if value > self.lower:
             self.lower, self.lower_point = value, pts[i].copy()
 
-    def _interior_point(self, node: _Node) -> np.ndarray | None:
-        """A point of the leaf's region with the largest margin (Chebyshev LP over ``(x, τ)``:
-        ``max δ`` s.t. ``sign_j z_j(x, τ) ≥ δ·‖∇z_j‖``, and ``τ ≥ δ`` globally); it is verified
-        afterwards, so the LP's own rounding does not matter."""
-        rows, signs = [], []
+    def _affine_maps(self, node: _Node) -> tuple[np.ndarray, np.ndarray]:
+        """At a leaf, every pre-activation is affine in ``(x, τ)``: ``z = M (x, τ)``. Returns
+        ``M`` (flat over the hidden neurons) and an entrywise bound on its rounding error."""
         pattern = self._layers(node.s[0])
-        M = None
+        maps, errs = [], []
+        M = Ma = None
         for l in range(self.chain.depth):
             w, b = self.chain.weights[l], self.chain.biases[l]
             wd = w.toarray() if hasattr(w, "toarray") else w
-            M = np.hstack([wd, b[:, None]]) if l == 0 else wd @ (pattern[l - 1][:, None] * M)
-            if l > 0:
+            if l == 0:
+                M, Ma = np.hstack([wd, b[:, None]]), np.hstack([np.abs(wd), np.abs(b)[:, None]])
+            else:
+                M = wd @ (pattern[l - 1][:, None] * M)
+                Ma = np.abs(wd) @ (np.abs(pattern[l - 1])[:, None] * Ma)
                 M[:, -1] += b
-            if self.chain.has_kink(l):
-                rows.append(M)
-                signs.append(np.where(pattern[l] == 1.0, 1.0, -1.0))
-        if not rows:
+                Ma[:, -1] += np.abs(b)
+            maps.append(M)
+            errs.append(2 * (l + 2) * (max(self.chain.widths) + 8) * EPS * Ma)
+        return np.vstack(maps), np.vstack(errs)
+
+    def _flat_region(self, node: _Node, M: np.ndarray, err: np.ndarray) -> bool:
+        """True when the leaf's region has no interior: a neuron is proven to be 0 on it
+        (``zl ≥ 0 ≥ zu``) while its affine map provably varies along the box. No regular point
+        lies there (module docstring), so the leaf may be discarded."""
+        zero = (node.z[0] >= 0) & (node.z[1] <= 0) & self.kinked
+        if not np.any(zero):
+            return False
+        free = node.hi > node.lo
+        varies = np.any((np.abs(M[:, free]) > err[:, free]), axis=1)
+        return bool(np.any(zero & varies))
+
+    def _interior_point(self, node: _Node, M: np.ndarray) -> np.ndarray | None:
+        """A point of the leaf's region with the largest margin (Chebyshev LP over ``(x, τ)``:
+        ``max δ`` s.t. ``sign_j z_j(x, τ) ≥ δ·‖∇z_j‖``, and ``τ ≥ δ`` globally); it is verified
+        afterwards, so the LP's own rounding does not matter."""
+        if not np.any(self.kinked):
             return self._real_point(0.5 * (node.lo[:-1] + node.hi[:-1]), 0.5 * (node.lo[-1] + node.hi[-1]))
-        A = np.vstack(rows) * np.concatenate(signs)[:, None]
+        A = M[self.kinked] * np.where(node.s[0][self.kinked] == 1.0, 1.0, -1.0)[:, None]
         norms = np.sqrt((A[:, node.hi > node.lo] ** 2).sum(axis=1)) + 1e-300
         A = np.hstack([A, -norms[:, None]])
         if self.domain is None:

@@ -250,6 +250,38 @@ def empty_nodes(bounds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     return bad
 
 
+def tau_only_conflicts(chain: Chain, lo: np.ndarray, split, s_lo, s_hi) -> np.ndarray:
+    """``(B,)`` mask of homogenized nodes with no point at ``τ > 0`` (see :mod:`lipopt.bab`).
+
+    A neuron is *τ-only* on a node when every input it has a non-zero weight from is a dead
+    ReLU (slope fixed at 0) or a τ-only neuron with a fixed slope: then ``z'_j = β_j τ`` on the
+    whole node, with ``β_j`` computed here with a rigorous error bound. A split that asks for
+    the sign opposite to a nonzero ``β_j`` can only hold at ``τ = 0``, which is no real input.
+    (Inputs are never τ-only: ``x'`` is free or fixed at a non-zero face value.)"""
+    B = lo.shape[0]
+    bad = np.zeros(B, dtype=bool)
+    tonly = beta = err = None
+    for l in range(chain.depth):
+        w, aw, b = chain.weights[l], chain.absw[l], chain.biases[l]
+        if l == 0:
+            t_l = np.broadcast_to(right_matmul(np.ones((1, w.shape[1])), aw.T) == 0, (B, w.shape[0]))
+            beta_l = np.broadcast_to(b, (B, w.shape[0]))
+            err_l = np.zeros((B, w.shape[0]))
+        else:
+            sl, su = s_lo[l - 1], s_hi[l - 1]
+            dead = su == 0
+            ok = dead | (tonly & (sl == su))
+            t_l = right_matmul((~ok).astype(float), aw.T) == 0
+            v = np.where(dead, 0.0, np.where(ok, sl * beta, 0.0))
+            beta_l = right_matmul(v, w.T) + b
+            err_l = (2 * _gamma(w.shape[1]) * (right_matmul(np.abs(v), aw.T) + np.abs(b))
+                     + right_matmul(np.where(ok & ~dead, err * sl, 0.0), aw.T) + TINY)
+        s = split[l]
+        bad |= np.any(t_l & (((s < 0) & (beta_l > err_l)) | ((s > 0) & (beta_l < -err_l))), axis=1)
+        tonly, beta, err = t_l, beta_l, err_l
+    return bad
+
+
 def slopes(chain: Chain, bounds, split) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Derivative ranges ``[sL, sU]`` per layer: fixed for stable or split neurons (at ``z = 0``
     on a node whose bounds meet there, the right derivative; see :mod:`lipopt.bab` for why

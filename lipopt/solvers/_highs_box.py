@@ -66,8 +66,8 @@ class HighsBox:
             np.ascontiguousarray(A.data, dtype=np.float64),
             np.zeros(lp.cols, dtype=i32) if integrality is None else integrality.astype(i32),
         )
-        if status != hs.HighsStatus.kOk:
-            raise LipoptError(f"HiGHS rejected the LP model ({status})")
+        if status == hs.HighsStatus.kError:  # a warning (e.g. tiny entries ignored) is harmless:
+            raise LipoptError(f"HiGHS rejected the LP model ({status})")  # the certificate uses our data
         self._cols = lp.cols
         self._mip = integrality is not None and bool(np.any(integrality))
         if basis is not None and not self._mip:
