@@ -200,9 +200,8 @@ class BranchAndBound:
         self.net, self.quantity, self.settings = net, quantity, settings
         self.chain = Chain.from_network(net)
         self.reach = self.chain.piecewise_linear
-        if not self.reach and (domain is None or settings.node_limit != 0 or ranges is None):
-            raise LipoptError("branch and bound and the global lifted LP need piecewise-linear "
-                              "activations (relu, leaky_relu)")
+        if not self.reach and (settings.node_limit != 0 or ranges is None):
+            raise LipoptError("branch and bound needs piecewise-linear activations (relu, leaky_relu)")
         self.domain, self.ranges = domain, ranges
         self.budget = budget or Budget(None, math.inf)
         self.progress = progress
@@ -256,11 +255,15 @@ class BranchAndBound:
 
     # ---- main loop -----------------------------------------------------------------------
     def run(self) -> BabOutcome:
+        """Search until the gap closes or a limit is reached (``node_limit=0``: the roots only)."""
         if self.settings.seed_lower:
             self._seed_lower()
         for root in self._roots():
             self._template(self.subs[root.sub])
             self._evaluate([root])
+        if self.settings.node_limit == 0:
+            status = Status.TIME_LIMIT if self.budget.expired() else Status.OPTIMAL
+            return self._outcome(status, closed_only=False)
         status = Status.OPTIMAL
         while self._heap:
             if -self._heap[0][0] <= self._prune_level():
@@ -326,9 +329,20 @@ class BranchAndBound:
             ups.append(-self._heap[0][0])
         return max(ups)
 
-    def _outcome(self, status: Status) -> BabOutcome:
+    def root_data(self, k: int) -> tuple[_Sub, NodeData]:
+        """Subproblem ``k`` and its root's data (bounds without any LP), for exact solvers."""
+        root = self._roots()[k]
+        sub = self.subs[k]
+        z, dead, s, g, _ = self._bound_batch(sub, [root])
+        if dead[0]:
+            raise LipoptError("internal: the root node is empty")
+        root.z = None if z is None else (z[0][0], z[1][0])
+        root.s, root.g, root.g0 = (s[0][0], s[1][0]), (g[0][0], g[1][0]), (g[2][0], g[3][0])
+        return sub, self._node_data(sub, root)
+
+    def _outcome(self, status: Status, closed_only: bool = True) -> BabOutcome:
         upper = self.current_upper()
-        if status == Status.OPTIMAL and upper > self._prune_level() and self.lower > 0:
+        if closed_only and status == Status.OPTIMAL and upper > self._prune_level() and self.lower > 0:
             status = Status.INACCURATE
         note = ""
         if self.stuck:
