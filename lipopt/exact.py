@@ -4,8 +4,10 @@
   A multilinear ``p = Σ_S p_S u^S`` has ``p(1_X) = Σ_{S⊆X} p_S``: the values at all ``2^n``
   vertices are the *zeta (subset-sum) transform* of the coefficient vector, computed in
   ``O(n 2^n)`` by ``n`` vectorized passes, in chunks of ``2^20`` vertices.
-* :func:`exact_lipschitz` — the Lipschitz constant of a piecewise-linear network (ReLU, leaky
-  ReLU, identity): the maximum of ``‖∇f‖_q`` over the full-dimensional linear regions. Activation
+* :func:`exact_lipschitz` (a scalar target ``cᵀN``) and :func:`exact_jacobian_norm` (the ℓp→ℓp
+  norm of the Jacobian, the vector constant) — the Lipschitz constant of a piecewise-linear
+  network (ReLU, leaky ReLU, identity): the maximum of ``‖∇f‖_q`` (or ``‖J‖_{p→p}``) over the
+  full-dimensional linear regions. Activation
   patterns are enumerated depth-first, neuron by neuron; a partial pattern is kept if it was
   observed at a sampled interior point or the LP ``max δ s.t. s_j (M_j x + m_j) ≥ δ ‖M_j‖``,
   ``δ ≤ 1``, ``x`` in the box (free for a global constant) has ``δ > 0``.
@@ -119,6 +121,37 @@ def exact_lipschitz(
     ``norm`` is the input norm p (``"inf"``, ``"2"``, ``"1"``); ``q`` is its dual.
     """
     norm = parse_norm(norm)
+    c = np.asarray(c, dtype=float).ravel()
+    return _region_max(net, box, lambda J: _dual_norm(np.asarray(J.T @ c).ravel(), norm), max_neurons,
+                       n_samples, seed)
+
+
+def induced_norm(J: np.ndarray, norm: str) -> float:
+    """``‖J‖_{p→p}``: ℓ∞ the largest row sum of ``|J|``, ℓ1 the largest column sum, ℓ2 the largest
+    singular value."""
+    J = np.atleast_2d(np.asarray(J, dtype=float))
+    if norm == "inf":
+        return float(np.abs(J).sum(axis=1).max())
+    if norm == "1":
+        return float(np.abs(J).sum(axis=0).max())
+    return float(np.linalg.svd(J, compute_uv=False)[0])
+
+
+def exact_jacobian_norm(
+    net: Network,
+    norm: str = "inf",
+    box: Domain | tuple[np.ndarray, np.ndarray] | None = None,
+    max_neurons: int = 14,
+    n_samples: int = 4096,
+    seed: int = 0,
+) -> float:
+    """``sup_x ‖J(x)‖_{p→p}`` (the network's vector constant, DESIGN §1b) by region enumeration."""
+    norm = parse_norm(norm)
+    return _region_max(net, box, lambda J: induced_norm(J, norm), max_neurons, n_samples, seed)
+
+
+def _region_max(net: Network, box, leaf_value, max_neurons: int, n_samples: int, seed: int) -> float:
+    """``max leaf_value(J)`` over the Jacobians ``J`` of the full-dimensional linear regions."""
     if not net.is_chain:
         raise LipoptError("exact_lipschitz enumerates plain feed-forward chains only, not residual blocks")
     acts = [layer.activation for layer in net.layers[:-1]]
@@ -133,7 +166,6 @@ def exact_lipschitz(
             f"exact_lipschitz enumerates 2^{n_branch} activation patterns, above the limit of "
             f"2^{max_neurons} (max_neurons); use it on tiny networks only"
         )
-    c = np.asarray(c, dtype=float).ravel()
     n0 = net.input_dim
     if isinstance(box, Domain):
         lo, hi = box.lo, box.hi
@@ -170,8 +202,7 @@ def exact_lipschitz(
         nonlocal best
         L = len(acts)
         if l == L:
-            grad = M.T @ (weights[-1].T @ c) if L else weights[0].T @ c
-            best = max(best, _dual_norm(np.asarray(grad).ravel(), norm))
+            best = max(best, leaf_value(weights[-1] @ M if L else weights[0]))
             return
         act = acts[l]
         if j == M.shape[0]:  # layer l done: propagate to the next layer's pre-activations
@@ -202,6 +233,6 @@ def exact_lipschitz(
                 rec(l, j + 1, M, m, slopes + [slope], G2, g2, pre)
 
     if not acts:
-        return _dual_norm(np.asarray(weights[0].T @ c).ravel(), norm)
+        return float(leaf_value(weights[0]))
     rec(0, 0, weights[0], biases[0], [], [], [], ())
     return float(best)

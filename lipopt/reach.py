@@ -52,7 +52,9 @@ class Chain:
     @classmethod
     def from_network(cls, net: Network) -> Chain:
         if not net.is_chain:
-            raise LipoptError("layer-wise methods support plain feed-forward chains only, not residual blocks")
+            raise LipoptError(
+                "layer-wise methods support plain feed-forward chains only, not residual blocks"
+            )
         ws, bs = [], []
         for layer in net.layers:
             assert isinstance(layer, Dense)
@@ -178,7 +180,8 @@ def _crown_layer(chain: Chain, l: int, lines, lo, hi, amax, zmax) -> tuple[np.nd
         tau = tau + lam_z @ bk
         prev_amax = amax[k - 1] if k > 0 else np.maximum(np.abs(lo[:, :-1]), np.abs(hi[:, :-1]))
         reach = right_matmul(prev_amax, chain.absw[k].T) + tmax[:, None] * np.abs(bk)
-        mag = mag + np.abs(const) + np.abs(tau) * tmax[:, None] + _bmv(abs_lz, zmax[k] + reach) + _bmv(pos, b_up)
+        mag = (mag + np.abs(const) + np.abs(tau) * tmax[:, None] + _bmv(abs_lz, zmax[k] + reach)
+               + _bmv(pos, b_up))
         lam = right_matmul(lam_z, wk)
     mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
     absl = np.abs(lam)
@@ -372,7 +375,8 @@ def _backward_crown_state(chain: Chain, k: int, lines, gmax, c_lo, c_hi) -> tupl
         const = const + _bmv(pos, b_up) + _bmv(neg, b_lo)
         lam_g = pos * a_up[:, None, :] + neg * a_lo[:, None, :]
         nxt = chain.weights[j + 1]
-        mag = mag + np.abs(const) + _bmv(np.abs(lam_g), gmax[j] * 2) + _bmv(np.abs(lam), np.abs(b_up) + np.abs(b_lo))
+        mag = (mag + np.abs(const) + _bmv(np.abs(lam_g), gmax[j] * 2)
+               + _bmv(np.abs(lam), np.abs(b_up) + np.abs(b_lo)))
         lam = right_matmul(lam_g, nxt.T)  # coefficients on h_{j+1} (or on c after the last layer)
     mid, rad = 0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)
     absl = np.abs(lam)
@@ -413,7 +417,7 @@ def interval_jacobian(chain: Chain, s_lo, s_hi, C: np.ndarray) -> tuple[np.ndarr
     ``[s_lo, s_hi]``; shape ``(B, n0, r)`` for ``C`` of shape ``(r, m)``."""
     B = s_lo[0].shape[0] if s_lo else 1
     w = chain.weights[-1]
-    g0 = np.asarray(w.T @ C.T) if not sp.issparse(w) else np.asarray((w.T @ C.T))
+    g0 = np.asarray(w.T @ C.T) if not sp.issparse(w) else np.asarray(w.T @ C.T)
     mag0 = np.asarray(chain.absw[-1].T @ np.abs(C).T)
     slack = 2 * _gamma(w.shape[0]) * mag0
     gl = np.broadcast_to((g0 - slack)[None], (B, *g0.shape))
@@ -450,7 +454,8 @@ def verified_patterns(chain: Chain, X: np.ndarray) -> tuple[np.ndarray, list[np.
     for l in range(chain.depth):
         w, b, aw = chain.weights[l], chain.biases[l], chain.absw[l]
         z = right_matmul(a, w.T) + b
-        e = 2 * _gamma(chain.widths[l]) * (right_matmul(np.abs(a), aw.T) + np.abs(b)) + right_matmul(err, aw.T)
+        e = (2 * _gamma(chain.widths[l]) * (right_matmul(np.abs(a), aw.T) + np.abs(b))
+             + right_matmul(err, aw.T))
         e = e * (1 + 4 * EPS) + TINY
         alpha = chain.alpha(l)
         if chain.has_kink(l):

@@ -167,7 +167,8 @@ class LiftedTemplate:
         N = int(sum(hidden))
         R = self.copies
         self.offsets = np.concatenate([[0], np.cumsum(hidden)]).astype(int)
-        self.alpha = np.concatenate([np.full(n, chain.alpha(l)) for l, n in enumerate(hidden)]) if N else np.zeros(0)
+        alphas = [np.full(n, chain.alpha(l)) for l, n in enumerate(hidden)]
+        self.alpha = np.concatenate(alphas or [np.zeros(0)])
         b = _Builder()
         x = b.cols("x", n0) if reach else None
         tau = b.cols("tau", 1) if reach else None

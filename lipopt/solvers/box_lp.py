@@ -29,6 +29,7 @@ padding ``4·eps·Σ|terms|`` covers both, and the result is rounded up twice.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import scipy.sparse as sp
 
