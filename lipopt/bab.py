@@ -170,7 +170,8 @@ def make_subproblems(quantity: Quantity) -> list[_Sub]:
         return [_Sub(f"row {k}", c[None], c[None].copy(), _objective_kind(norm),
                      Quantity(norm, c[None], False)) for k, c in enumerate(C)]
     if norm == "1" and m <= SIGN_VECTORS_MAX_OUTPUTS:
-        signs = np.array(np.meshgrid(*[[1.0, -1.0]] * (m - 1), indexing="ij")).reshape(m - 1, -1).T
+        grid = np.meshgrid(*[[1.0, -1.0]] * (m - 1), indexing="ij")
+        signs = np.array(grid).reshape(m - 1, -1).T if m > 1 else np.zeros((1, 0))
         out = []
         for sv in signs:
             c = np.concatenate([[1.0], sv])

@@ -21,6 +21,7 @@ the constants — a running ``mag``), which covers ``γ_{n+2}`` per step with a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +148,50 @@ def _activation_bounds(alpha: float, zl: np.ndarray, zu: np.ndarray) -> tuple[np
     return lo, hi
 
 
+EXACT_FIRST_LAYER_MAX = 20_000  # B·n_1·(n_0 + 1) terms summed exactly below this
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a·b = p + e`` exactly (Dekker/Veltkamp splitting; no overflow or underflow assumed)."""
+    p = a * b
+    split = 134217729.0  # 2^27 + 1
+    ca, cb = split * a, split * b
+    ah = ca - (ca - a)
+    bh = cb - (cb - b)
+    al, bl = a - ah, b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def _exact_sum_up(terms: np.ndarray) -> float:
+    """The exact sum of float terms rounded up (correctly rounded fsum, then one step if low)."""
+    t = terms.tolist()
+    s = math.fsum(t)
+    return s if math.fsum([*t, -s]) <= 0 else math.nextafter(s, math.inf)
+
+
+def _first_layer_exact(chain: Chain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``z_1``'s interval with exactly summed end products (so an exact 0 stays 0)."""
+    w = chain.weights[0]
+    wd = w.toarray() if sp.issparse(w) else w
+    wt = np.hstack([wd, chain.biases[0][:, None]])  # over (x, τ)
+    B, (n1, k) = lo.shape[0], wt.shape
+    pl, el = _two_product(wt[None], np.broadcast_to(lo[:, None, :], (B, n1, k)))
+    ph, eh = _two_product(wt[None], np.broadcast_to(hi[:, None, :], (B, n1, k)))
+    use_hi = np.broadcast_to(wt[None] >= 0, ph.shape)  # w·x is largest at hi when w ≥ 0 (lo ≤ hi)
+    up_p, up_e = np.where(use_hi, ph, pl), np.where(use_hi, eh, el)
+    dn_p, dn_e = np.where(use_hi, pl, ph), np.where(use_hi, el, eh)
+    zu = np.array([[_exact_sum_up(np.r_[up_p[i, j], up_e[i, j]]) for j in range(n1)] for i in range(B)])
+    zl = -np.array([[_exact_sum_up(-np.r_[dn_p[i, j], dn_e[i, j]]) for j in range(n1)] for i in range(B)])
+    return zl, zu
+
+
 def _first_layer(chain: Chain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact interval of ``z_1 = W_1 x + b_1 τ`` over the box (rounded outward)."""
+    """Exact interval of ``z_1 = W_1 x + b_1 τ`` over the box (rounded outward; summed exactly for
+    small problems, see :func:`_first_layer_exact`)."""
     w, b = chain.weights[0], chain.biases[0]
+    if lo.shape[0] * w.shape[0] * (w.shape[1] + 1) <= EXACT_FIRST_LAYER_MAX:
+        return _first_layer_exact(chain, lo, hi)
     mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
     c = right_matmul(mid[:, :-1], w.T) + mid[:, -1:] * b
     r = right_matmul(rad[:, :-1], chain.absw[0].T) + rad[:, -1:] * np.abs(b)

@@ -269,7 +269,7 @@ class LiftedTemplate:
         last = chain.weights[-1]
         nnz_hidden = nnz_w - (last.nnz if sp.issparse(last) else int(np.count_nonzero(last)))
         R = copies
-        cols = (n0 + 1 + 3 * N if reach else 0) + N + R * (m + 2 * n0 + 2 * N)
+        cols = (n0 + 1 + 2 * N if reach else 0) + N + R * (m + 2 * n0 + 2 * N)
         rows = (4 * N if reach else 0) + R * (5 * N + 2 * n0)
         nnz = (nnz_hidden + N * 11 if reach else 0) + R * (nnz_w + N * 12 + 2 * n0)
         # the LP data, HiGHS's copies (≈ 3× the matrix) and the per-node dense work arrays
