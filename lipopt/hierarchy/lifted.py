@@ -48,7 +48,7 @@ import scipy.sparse as sp
 
 from ..floats import EPS, TINY
 from ..reach import Chain
-from ..solvers.box_lp import BoxLP
+from ..solvers.box_lp import BoxLP, drop_tiny
 
 OBJECTIVES = ("sum-abs", "sum-square", "linear")
 
@@ -322,8 +322,9 @@ class LiftedTemplate:
             top = np.maximum(np.abs(g0l), np.abs(g0u))
             put("p", np.zeros_like(top), top if self.objective == "sum-abs" else _up(top * top))
             c[C["p"][0]:C["p"][1]] = 1.0
-        return BoxLP.from_arrays(c, self.A.indptr, self.A.indices, data, self.A.shape, rl, ru, lo, hi,
-                                 row_of=self._row_of, col_counts=self._col_counts)
+        lp = BoxLP.from_arrays(c, self.A.indptr, self.A.indices, data, self.A.shape, rl, ru, lo, hi,
+                               row_of=self._row_of, col_counts=self._col_counts)
+        return drop_tiny(lp)
 
     def _fill_forward(self, node: NodeData, data, ru, put) -> None:
         zl, zu, alpha = node.zl, node.zu, self.alpha

@@ -70,6 +70,8 @@ class HighsBox:
             raise LipoptError(f"HiGHS rejected the LP model ({status})")  # the certificate uses our data
         self._cols = lp.cols
         self._mip = integrality is not None and bool(np.any(integrality))
+        # a stalled simplex still leaves dual-feasible multipliers: cap it rather than wait
+        self.h.setOptionValue("simplex_iteration_limit", int(10 * (lp.rows + lp.cols) + 10_000))
         if basis is not None and not self._mip:
             self.h.setBasis(basis)
 

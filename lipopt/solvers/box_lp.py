@@ -162,3 +162,26 @@ def proves_infeasible(lp: BoxLP, ray: np.ndarray | None) -> bool:
         if dual_bound(zero, w / scale) < 0.0:
             return True
     return False
+
+
+def drop_tiny(lp: BoxLP, rel: float = 1e-9) -> BoxLP:
+    """A relaxation of ``lp`` without tiny coefficients (which stall simplex codes): an entry
+    ``a_rj`` with ``|a_rj| < rel · max_j |a_rj|`` is removed and its largest contribution over the
+    column's box, ``|a_rj| · max(|l_j|, |u_j|)``, is added to both sides of the row (rounded
+    outward), so every point feasible for ``lp`` stays feasible."""
+    if not lp.rows or not lp.nnz:
+        return lp
+    absd = np.abs(lp.data)
+    starts = np.minimum(lp.indptr[:-1], len(absd) - 1)
+    row_max = np.where(np.diff(lp.indptr) == 0, 0.0, np.maximum.reduceat(absd, starts))
+    tiny = (absd > 0) & (absd < rel * row_max[lp.row_of])
+    if not np.any(tiny):
+        return lp
+    m = np.maximum(np.abs(lp.l), np.abs(lp.u))
+    slack = np.bincount(lp.row_of[tiny], weights=absd[tiny] * m[lp.indices[tiny]], minlength=lp.rows)
+    slack = np.nextafter(slack * (1 + 4 * EPS), np.inf)
+    data = np.where(tiny, 0.0, lp.data)
+    rl = np.where(slack > 0, np.nextafter(lp.rl - slack, -np.inf), lp.rl)
+    ru = np.where(slack > 0, np.nextafter(lp.ru + slack, np.inf), lp.ru)
+    return BoxLP.from_arrays(lp.c, lp.indptr, lp.indices, data, lp.shape, rl, ru, lp.l, lp.u, lp.c0,
+                             lp._row_of, lp._col_counts)
