@@ -75,6 +75,7 @@ from .solvers.box_lp import BoxLP, dual_bound, proves_infeasible
 BRANCHING = ("score", "sequential")
 SIGN_VECTORS_MAX_OUTPUTS = 5  # ℓ1 vector quantity: one subproblem per sign vector up to 2^4
 BATCH = 32  # nodes bounded together (one CROWN pass)
+POP = 8  # nodes taken from the queue together (best first)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class _Sub:
     leaf: Quantity
     template: LiftedTemplate | None = None
     solver: HighsBox | None = None
+    reach_template: LiftedTemplate | None = None  # the forward part alone: a cheap emptiness test
+    reach_solver: HighsBox | None = None
 
 
 @dataclass
@@ -148,6 +151,7 @@ class _Node:
     g: tuple | None = None
     g0: tuple | None = None
     basis: object | None = None
+    reach_basis: object | None = None
     duals: dict | None = None  # LP multipliers: the parent's until this node's LP is solved
     lp_done: bool = False
     faces_pending: bool = False
@@ -239,6 +243,9 @@ class BranchAndBound:
                 return
         sub.template = LiftedTemplate(self.chain, kind, reach=self.reach, copies=R)
         sub.solver = HighsBox(threads=self.settings.threads)
+        if sub.objective == "spectral" and self.reach:
+            sub.reach_template = LiftedTemplate(self.chain, "linear", reach=True, copies=0)
+            sub.reach_solver = HighsBox(threads=self.settings.threads)
 
     def lp_size(self) -> dict:
         est = LiftedTemplate.estimate(self.chain, self.reach)
@@ -273,15 +280,23 @@ class BranchAndBound:
             if stop is not None:
                 status = stop
                 break
-            _, _, node = heapq.heappop(self._heap)
-            if not self._solve_popped(node):
-                continue
-            children = self._branch(node)
-            for k in range(0, len(children), BATCH):
-                self._evaluate(children[k: k + BATCH])
+            ready = [n for n in self._pop_several() if self._solve_popped(n)]
+            children = [kid for node in ready for kid in self._branch(node)]
+            for k in sorted({kid.sub for kid in children}):
+                group = [kid for kid in children if kid.sub == k]
+                for i in range(0, len(group), BATCH):
+                    self._evaluate(group[i: i + BATCH])
             self._report()
         self._report(force=True)
         return self._outcome(status)
+
+    def _pop_several(self) -> list[_Node]:
+        """The top node and up to ``POP - 1`` more above the prune level (their children are
+        bounded in one batch: the vectorized bounds cost little more for several nodes)."""
+        out = [heapq.heappop(self._heap)[2]]
+        while self._heap and len(out) < POP and -self._heap[0][0] > self._prune_level():
+            out.append(heapq.heappop(self._heap)[2])
+        return out
 
     def _solve_popped(self, node: _Node) -> bool:
         """Lazy bounding: a node bounded with its parent's LP multipliers gets its own LP when it
@@ -475,6 +490,8 @@ class BranchAndBound:
         node.lp_done = True
         if sub.objective not in ("sum-abs", "sum-square", "spectral"):
             return self._coordinate_lps(sub, node, solve=True)
+        if sub.reach_template is not None and node.depth > 0:
+            return self._reachable(sub, node)  # below the roots: cheaper than ‖J‖_F (measured)
         lp = tmpl.lp(self._node_data(sub, node))
         solver.load(lp, basis=node.basis)
         out = solver.run(time_limit=self._lp_time(), keep_basis=True)
@@ -486,6 +503,21 @@ class BranchAndBound:
         node.duals = {"sum": out.w} if out.w is not None else None
         self._candidate(tmpl, out.x)
         return True
+
+    def _reachable(self, sub: _Sub, node: _Node) -> bool:
+        """The forward (reachability) part of the LP alone, zero objective: False when a Farkas
+        ray proves the node empty."""
+        tmpl, m, N = sub.reach_template, self.chain.widths[-1], int(self.offsets[-1])
+        e = np.zeros((0, N))
+        data = NodeData(*node.z, *node.s, e, e, np.zeros((0, self.n0)), np.zeros((0, self.n0)),
+                        node.lo, node.hi, np.zeros((0, m)), np.zeros((0, m)))
+        lp = tmpl.lp(data, objective=np.zeros(tmpl.cols))
+        sub.reach_solver.load(lp, basis=node.reach_basis)
+        out = sub.reach_solver.run(time_limit=self._lp_time(), keep_basis=True)
+        self.lp_solves += 1
+        node.reach_basis = out.basis if out.basis is not None else node.reach_basis
+        self._candidate(tmpl, out.x)
+        return not (out.status == "infeasible" and proves_infeasible(lp, out.ray))
 
     def _certified(self, sub: _Sub, lp: BoxLP, w: np.ndarray | None) -> float:
         bound = dual_bound(lp, w)
@@ -687,7 +719,7 @@ class BranchAndBound:
             split = node.split.copy()
             split[j] = sign
             kids.append(_Node(node.sub, node.lo, node.hi, split, node.upper, node.depth + 1, node.z,
-                              basis=node.basis, duals=node.duals))
+                              basis=node.basis, reach_basis=node.reach_basis, duals=node.duals))
         return kids
 
     def _faces(self, node: _Node) -> list[_Node]:

@@ -170,35 +170,37 @@ def _exact_sum_up(terms: np.ndarray) -> float:
     return s if math.fsum([*t, -s]) <= 0 else math.nextafter(s, math.inf)
 
 
-def _first_layer_exact(chain: Chain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``z_1``'s interval with exactly summed end products (so an exact 0 stays 0)."""
+def _first_layer_exact(chain: Chain, lo: np.ndarray, hi: np.ndarray, rows: np.ndarray) -> tuple:
+    """``z_1``'s interval at the ``(batch, neuron)`` pairs ``rows``, with the end products summed
+    exactly (so an exact 0 stays 0: a neuron that vanishes on a face of the box is stable)."""
     w = chain.weights[0]
     wd = w.toarray() if sp.issparse(w) else w
-    wt = np.hstack([wd, chain.biases[0][:, None]])  # over (x, τ)
-    B, (n1, k) = lo.shape[0], wt.shape
-    pl, el = _two_product(wt[None], np.broadcast_to(lo[:, None, :], (B, n1, k)))
-    ph, eh = _two_product(wt[None], np.broadcast_to(hi[:, None, :], (B, n1, k)))
-    use_hi = np.broadcast_to(wt[None] >= 0, ph.shape)  # w·x is largest at hi when w ≥ 0 (lo ≤ hi)
-    up_p, up_e = np.where(use_hi, ph, pl), np.where(use_hi, eh, el)
-    dn_p, dn_e = np.where(use_hi, pl, ph), np.where(use_hi, el, eh)
-    zu = np.array([[_exact_sum_up(np.r_[up_p[i, j], up_e[i, j]]) for j in range(n1)] for i in range(B)])
-    zl = -np.array([[_exact_sum_up(-np.r_[dn_p[i, j], dn_e[i, j]]) for j in range(n1)] for i in range(B)])
+    wt = np.hstack([wd, chain.biases[0][:, None]])[rows[1]]  # over (x, τ)
+    pl, el = _two_product(wt, lo[rows[0]])
+    ph, eh = _two_product(wt, hi[rows[0]])
+    pos = wt >= 0  # w·x is largest at hi when w ≥ 0 (lo ≤ hi)
+    up = np.hstack([np.where(pos, ph, pl), np.where(pos, eh, el)]).tolist()
+    dn = np.hstack([np.where(pos, pl, ph), np.where(pos, el, eh)]).tolist()
+    zu = np.array([_exact_sum_up(np.asarray(t)) for t in up])
+    zl = -np.array([_exact_sum_up(-np.asarray(t)) for t in dn])
     return zl, zu
 
 
 def _first_layer(chain: Chain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact interval of ``z_1 = W_1 x + b_1 τ`` over the box (rounded outward; summed exactly for
-    small problems, see :func:`_first_layer_exact`)."""
+    """Exact interval of ``z_1 = W_1 x + b_1 τ`` over the box, rounded outward; where an end is
+    within the rounding allowance of 0 it is recomputed by exact summation."""
     w, b = chain.weights[0], chain.biases[0]
-    if lo.shape[0] * w.shape[0] * (w.shape[1] + 1) <= EXACT_FIRST_LAYER_MAX:
-        return _first_layer_exact(chain, lo, hi)
     mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
     c = right_matmul(mid[:, :-1], w.T) + mid[:, -1:] * b
     r = right_matmul(rad[:, :-1], chain.absw[0].T) + rad[:, -1:] * np.abs(b)
     scale = np.maximum(np.abs(lo), np.abs(hi))
     mag = right_matmul(scale[:, :-1], chain.absw[0].T) + scale[:, -1:] * np.abs(b) + r
     slack = _gamma(chain.widths[0]) * mag * 2
-    return c - r - slack, c + r + slack
+    zl, zu = c - r - slack, c + r + slack
+    near = np.nonzero((np.abs(zl) <= 2 * slack) | (np.abs(zu) <= 2 * slack))
+    if near[0].size and near[0].size * (w.shape[1] + 1) <= EXACT_FIRST_LAYER_MAX:
+        zl[near], zu[near] = _first_layer_exact(chain, lo, hi, near)
+    return zl, zu
 
 
 def _crown_layer(chain: Chain, l: int, lines, lo, hi, amax, zmax) -> tuple[np.ndarray, np.ndarray]:
