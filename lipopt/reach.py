@@ -209,7 +209,7 @@ def _crown_layer(chain: Chain, l: int, lines, lo, hi, amax, zmax) -> tuple[np.nd
     w, b = chain.weights[l], chain.biases[l]
     wd = w.toarray() if sp.issparse(w) else w
     n = wd.shape[0]
-    lam = np.broadcast_to(np.concatenate([wd, -wd])[None], (B, 2 * n, wd.shape[1]))
+    lam = np.ascontiguousarray(np.broadcast_to(np.concatenate([wd, -wd])[None], (B, 2 * n, wd.shape[1])))
     tau = np.broadcast_to(np.concatenate([b, -b])[None], (B, 2 * n)).copy()
     const = np.zeros((B, 2 * n))
     mag = np.zeros((B, 2 * n))
@@ -410,7 +410,7 @@ def _backward_crown_state(chain: Chain, k: int, lines, gmax, c_lo, c_hi) -> tupl
     w = chain.weights[k]
     wt = (w.toarray() if sp.issparse(w) else w).T
     n = wt.shape[0]
-    lam = np.broadcast_to(np.concatenate([wt, -wt])[None], (B, 2 * n, wt.shape[1]))
+    lam = np.ascontiguousarray(np.broadcast_to(np.concatenate([wt, -wt])[None], (B, 2 * n, wt.shape[1])))
     const = np.zeros((B, 2 * n))
     mag = np.zeros((B, 2 * n))
     for j in range(k, L):
