@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from lipopt.exact import exact_pop_max
+from lipopt.methods.pop import lp_bound
 from lipopt.models import certdnn_network
 from lipopt.problems import build_problem, make_target
-from lipopt.solvers.lp_pipeline import lp_bound
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE.parent.parent / "shared" / "external" / "certdnn_1hidden_results.csv"
@@ -82,14 +82,13 @@ def run(sizes: list[int], levels: list[int], seeds: list[int], time_limit: float
                     "status": r.status,
                     "solver_value": r.solver_value,
                     "problem_time_s": problem_time,
-                    "build_time_s": r.build_time_s,
-                    "graph_time_s": r.graph_time_s,
-                    "solve_time_s": r.solve_time_s,
-                    "certify_time_s": r.certify_time_s,
-                    "rows": r.size.get("rows"),
-                    "cols": r.size.get("cols"),
-                    "nnz": r.size.get("nnz"),
-                    "max_clique": r.size.get("max_clique"),
+                    "build_time_s": r.timings.build,
+                    "solve_time_s": r.timings.solve,
+                    "certify_time_s": r.timings.certify,
+                    "rows": r.size.constraints,
+                    "cols": r.size.variables,
+                    "nnz": r.size.nonzeros,
+                    "max_clique": r.size.largest_clique,
                     "exact_pop": exact,
                     **{f"pub_{a}": v for a, v in pub.items()},
                     **{f"pub_time_{a}": v for a, v in pub_time.items()},
@@ -97,7 +96,7 @@ def run(sizes: list[int], levels: list[int], seeds: list[int], time_limit: float
             )
             print(
                 f"[{i}/{len(todo)}] ({n},{n},1) s={s} seed={seed} LP-{k}: {r.value:.6f} "
-                f"(pub lp3 {pub['lp3']}) build {r.build_time_s:.2f}s solve {r.solve_time_s:.2f}s",
+                f"(pub lp3 {pub['lp3']}) build {r.timings.build:.2f}s solve {r.timings.solve:.2f}s",
                 file=sys.stderr,
             )
     return rows

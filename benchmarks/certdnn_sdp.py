@@ -5,14 +5,14 @@ Regenerates the networks of ``shared/external/certdnn_1hidden_results.csv`` (Che
 ``nn.Linear(n, 1)`` (PyTorch default init), first weight times the band mask
 ``|row − col| ≤ (s − 1)/2`` (:func:`lipopt.models.certdnn_network`). For each network it computes
 the global ℓ∞ bound ``max_{t∈[−1,1]^n, s∈[0,1]^n} tᵀ W_1ᵀ diag(s) w_2`` relaxed by Shor's SDP
-(:func:`lipopt.solvers.sdp_pipeline.sdp_bound`, mixing method, float-safe certificate) and
+(:func:`lipopt.methods.pop.sdp_bound`, mixing method, float-safe certificate) and
 compares with the published ``shor`` and ``HRs`` (SDPs with MOSEK over the input box of radius 10),
 ``lp3`` (LiPopt-3, s ∈ [0,1]) and ``lbs`` (sampled lower bound), and with the published SHOR
 solver time. On the n = 10 cells the exact POP maximum (vertex enumeration, 2^20 points) is
 computed too, so "published value ≥ exact" can be checked there.
 
 Second bound per network, ``sdp+lp``: Shor + Sherali–Adams level-2 rows on the monomial pairs
-(``sdp_bound(pop, 1, with_lp=True)``: conic solver for n = 10, Lagrangian relaxation of the rows
+(``sdp_bound(pop, 1, sa_level=2)``: conic solver for n = 10, Lagrangian relaxation of the rows
 over warm-started mixing solves above, every round certified). Third: the Lagrangian Shor+SA
 with a wall-clock budget equal to the published SHOR solver time of that network
 (``time_limit``; an early stop is still certified). ``--no-lp`` skips both.
@@ -52,9 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lipopt.exact import exact_pop_max  # noqa: E402
+from lipopt.methods.pop import SDPOptions, sdp_bound  # noqa: E402
 from lipopt.models import certdnn_network  # noqa: E402
 from lipopt.problems import build_problem  # noqa: E402
-from lipopt.solvers.sdp_pipeline import sdp_bound  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "external" / "certdnn_1hidden_results.csv"
 OUT = ROOT / "benchmarks" / "results" / "certdnn_sdp.md"
@@ -96,20 +96,20 @@ def run_network(n: int, s: int, seed: int, with_lp: bool, budget: float | None =
         "certified": r.certified,
         "t_problem": t_problem,
         "t_total": t_problem + t_sdp,
-        "iterations": r.size.get("iterations"),
+        "iterations": r.iterations,
     }
     if with_lp:
         t2 = time.perf_counter()
-        rl = sdp_bound(pop, 1, with_lp=True)
+        rl = sdp_bound(pop, 1, sa_level=max(2, pop.degree))
         row["ours_lp"] = problem.combine([rl.value])
         row["lp_certified"] = rl.certified
-        row["lp_route"] = rl.route
+        row["lp_route"] = rl.solver
         row["lp_status"] = rl.status
         row["t_lp"] = t_problem + time.perf_counter() - t2
     if with_lp and budget is not None:
         t3 = time.perf_counter()
         limit = max(0.85 * budget - t_problem, 0.01)  # margin for the final certificate
-        rb = sdp_bound(pop, 1, with_lp=True, lp_solver="lagrangian", time_limit=limit)
+        rb = sdp_bound(pop, 1, SDPOptions(sa_solver="lagrangian"), sa_level=2, time_limit=limit)
         row["ours_budget"] = problem.combine([rb.value])
         row["t_budget"] = t_problem + time.perf_counter() - t3
     if pop.n_vars <= 22:
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     warm = build_problem(certdnn_network(10, 4, 0), "inf").pops[0]  # warm-up (imports)
     sdp_bound(warm, 1)
-    sdp_bound(warm, 1, with_lp=True)
+    sdp_bound(warm, 1, sa_level=2)
     for n, s in cells(published):
         for seed in range(seeds):
             budget = published[("times", "shor", "glob", n, s)][seed]

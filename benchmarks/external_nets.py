@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.errors import LipoptError
 from lipopt.loaders import load_network
 from lipopt.problems import build_problem, make_domain, make_target
@@ -55,7 +55,8 @@ def run_case(net, norm, domain, where, time_limit, max_memory) -> list[dict]:
     base = bound_chain(net, norm, ["naive", "abs-product", "lower"], target=target, domain=domain)
     lower = base.lower_bound.value
     for b in base.bounds:
-        rows.append(_row(net, norm, where, b.method, None, b.value, b.certified, b.status, b.time_s, lower))
+        status, total = b.status.value, b.timings.total
+        rows.append(_row(net, norm, where, b.method, None, b.value, b.certified, status, total, lower))
     try:
         problem = build_problem(net, norm, target, domain)
         plan = relaxation_methods(problem, norm)
@@ -88,11 +89,11 @@ def run_case(net, norm, domain, where, time_limit, max_memory) -> list[dict]:
                     degree,
                     b.value,
                     b.certified,
-                    b.status,
-                    b.time_s,
+                    b.status.value,
+                    b.timings.total,
                     lower,
-                    b.build_time_s,
-                    b.solve_time_s,
+                    b.timings.build,
+                    b.timings.solve,
                     n_vars,
                 )
             )

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lipopt.bounds import bound_chain  # noqa: E402
+from lipopt.chain import bound_chain  # noqa: E402
 from lipopt.models import random_network  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "shor_lifting.md"

@@ -7,9 +7,9 @@ default initialisation ``U(−1/√fan_in, 1/√fan_in)`` for weights and biases
 
 The maximum over the box in ``s`` is at a vertex, so with ``t = 2u_t − 1`` and ``s = u_s ∈ {0,1}``
 and ``A = W1ᵀ diag(w2)``: ``P = 2 u_tᵀ A u_s − 1ᵀ A u_s``, a {0,1} quadratic program in
-``2n`` variables, homogenised by :func:`lipopt.solvers.shor.shor_from_binary_quadratic` into a
+``2n`` variables, homogenised by :func:`lipopt.hierarchy.shor.shor_from_binary_quadratic` into a
 ±1 problem with ``C`` of size ``2n + 1`` (161 for n = 80, 401 for n = 200). Every method's value is
-certified with :func:`lipopt.solvers.shor.certify_shor_dual` and shifted back by the offset (plus
+certified with :func:`lipopt.certificates.certify_shor_dual` and shifted back by the offset (plus
 the transformation's rounding bound), so the "certified" column is a rigorous upper bound on the
 network's global ℓ∞ Lipschitz constant.
 
@@ -17,7 +17,7 @@ Conic solvers run in a separate process with a hard wall-clock limit (``--time-l
 600 s; solvers that support one also get it natively); Clarabel is skipped when its dense
 PSD-cone scaling (order ``b(b+1)/2``) cannot fit in memory.
 
-``--blocks`` adds the measurements behind :func:`lipopt.solvers.conic.choose_sdp_solver`: a
+``--blocks`` adds the measurements behind the Shor rows of :data:`lipopt.solvers.base.RULES`: a
 chordal (banded) Shor relaxation with many overlapping PSD blocks.
 
 Usage::
@@ -45,12 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from lipopt.hierarchy.shor import shor_from_binary_quadratic  # noqa: E402
+from lipopt.solvers.base import Outcome  # noqa: E402
 from lipopt.solvers.conic import available_sdp_solvers, solve_shor_cvxpy  # noqa: E402
-from lipopt.solvers.shor import (  # noqa: E402
-    ShorResult,
-    shor_from_binary_quadratic,
-    solve_shor_mixing,
-)
+from lipopt.solvers.mixing import solve_shor_mixing  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "shor_solvers.md"
 EPS = float(np.finfo(float).eps)
@@ -144,7 +142,7 @@ def _run_child(worker, args: tuple, time_limit: float):
     return msg, wall, proc.exitcode
 
 
-def run_conic(C: np.ndarray, solver: str, time_limit: float) -> tuple[ShorResult | None, str, float]:
+def run_conic(C: np.ndarray, solver: str, time_limit: float) -> tuple[Outcome | None, str, float]:
     """Solve in a child process, killed after ``time_limit + 30`` s. Returns (result, note, wall)."""
     msg, wall, exitcode = _run_child(_conic_worker, (C, solver, time_limit), time_limit)
     if msg is None:
@@ -259,10 +257,10 @@ def main(argv: list[str] | None = None) -> None:
         times, res = [], None
         for rep in range(args.repeats):
             res = solve_shor_mixing(C, seed=rep, blas_threads_limit=args.threads)
-            times.append(res.time_s)
+            times.append(res.solve_time)
         t_mix = statistics.median(times)
         rows.append(("mixing (this repo)", res, t_mix, ""))
-        print(f"  mixing: {t_mix:.3f} s, certified {res.certified_value + offset:.6f}", flush=True)
+        print(f"  mixing: {t_mix:.3f} s, certified {res.certificate.value + offset:.6f}", flush=True)
         for solver in solvers:
             if solver == "CLARABEL":
                 need, have = clarabel_memory_gb(N), available_memory_gb()
@@ -272,11 +270,11 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {solver}: {note}", flush=True)
                     continue
             r, note, wall = run_conic(C, solver, args.time_limit)
-            rows.append((solver, r, wall if r is None else r.time_s, note))
+            rows.append((solver, r, wall if r is None else r.setup_time + r.solve_time, note))
             print(f"  {solver}: {note or r.status} {wall:.1f} s", flush=True)
 
         best_cert = min(
-            (_shift_up(r.certified_value, offset, err) for _, r, _, _ in rows if r is not None),
+            (_shift_up(r.certificate.value, offset, err) for _, r, _, _ in rows if r is not None),
             default=math.nan,
         )
         lines += [
@@ -291,10 +289,10 @@ def main(argv: list[str] | None = None) -> None:
                 t_txt = f"{t:.1f}" if math.isfinite(t) else "–"
                 lines.append(f"| {name} | | {note} | {t_txt} | | | | |")
                 continue
-            cert = _shift_up(r.certified_value, offset, err)
-            val = r.primal_value + offset
+            cert = _shift_up(r.certificate.value, offset, err)
+            val = r.value + offset
             gap = (cert - best_cert) / abs(best_cert) if math.isfinite(best_cert) else math.nan
-            form = r.solver.split("/")[1] if "/" in r.solver else "factor k=" + str(r.factor.shape[1])
+            form = r.solver.split("/")[-1] if "/" in r.solver else "factor k=" + str(r.state.shape[1])
             ratio = t / t_mix
             lines.append(
                 f"| {name} | {form} | {r.status} | {t:.3f} | {val:.8f} | {cert:.8f} | "

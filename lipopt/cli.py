@@ -26,37 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .chain import AUTO, DEFAULT_TIME_LIMIT
 from .errors import LipoptError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
 
-#: relaxations whose degree/level ``--degree`` sets
-RELAXATIONS = ("lp", "sdp", "sdp+lp")
-#: largest ``--degree``: relaxations are exact once the degree reaches the largest clique, and
-#: their size grows exponentially with the degree (moment keys overflow 64 bits well before 64)
-MAX_DEGREE = 20
-#: LP solver choices, copied from :data:`lipopt.solvers.highs.METHODS`,
-#: :data:`lipopt.hierarchy.lp.BASES` and :data:`lipopt.graph.CLIQUE_METHODS` so that ``--help``
-#: needs no solver import (the tests check they agree)
-LP_ALGORITHMS = ("auto", "simplex", "ipm", "ipm-crossover", "pdlp")
-LP_BASES = ("sherali-adams", "krivine")
-LP_CLIQUES = ("min-degree", "min-fill", "mcs-m", "dense")
-LP_PROJECT = {"auto": None, "on": True, "off": False}
-#: ``--lp-*`` flag → ``lp_bound`` keyword
-LP_FLAGS = {
-    "lp_algorithm": "method",
-    "lp_threads": "threads",
-    "lp_basis": "basis",
-    "lp_project": "project",
-    "lp_cliques": "clique_method",
-}
-#: ``[run.options.X]`` sections of a sweep spec (the keyword options of each pipeline)
+#: largest ``--level``/``--order``: relaxations are exact once the level reaches the largest
+#: clique, and their size grows exponentially with it (moment keys overflow 64 bits before 64)
+MAX_LEVEL = 20
 
 MAIN_EPILOG = """\
 examples:
   lipopt info data/digits_mlp_64-32-32-10.npz
-  lipopt bound net.npz --norm inf --output 0 --method lp --degree 3
+  lipopt bound net.npz --norm inf --output 0 --method lp --level 3
   lipopt graph net.npz --norm inf --extension min-fill --save graph.png
   lipopt sweep examples/sweep_small.toml --out results.csv
   lipopt plot results.csv --out-dir plots
@@ -72,25 +55,26 @@ examples:
   lipopt info cnn.pt --input-shape 1 28 28
 """
 
-BOUND_EPILOG = """\
-methods:
-  naive        product of layer operator norms
-  abs-product  ‖ |W_1|ᵀ⋯|W_{L+1}ᵀc| ‖_q  (tighter for ℓ1/ℓ∞)
-  lp           Sherali–Adams LP level k (LiPopt-k) on the sparse binary POP, certified
-  sdp          Lasserre/Shor SDP of order d (d = 1: Shor), certified
-  sdp+lp       Shor SDP strengthened with Sherali–Adams constraints
-  sdp-ball     ℓ2 Shor SDP keeping t in the unit ball (one hidden layer)
-  lipsdp       LipSDP-Neuron (ℓ2, vector output), certified
-  exact-pop    exact maximum of the polynomial by vertex enumeration (tiny networks)
-  lower        largest gradient norm found at real points (lower bound; always added)
-
+BOUND_EXAMPLES = """\
 examples:
-  lipopt bound net.npz --norm inf --method lp --degree 2 --degree 3
-  lipopt bound net.npz --norm 2 --output 0 --method sdp --json
+  lipopt bound net.npz --norm inf --method lp --level 2 --level 3
+  lipopt bound net.npz --norm 2 --output 0 --method sdp --order 1 --json
   lipopt bound net.npz --norm inf --center x0 --eps 0.1 --method lp
   lipopt bound net.npz --norm inf --box 0 1 --margin 3 5 --method lp
-  lipopt bound net.npz --method lp --degree 3 --lp-algorithm ipm --lp-threads 2
+  lipopt bound net.npz --method lp --level 3 --lp-algorithm ipm --lp-threads 2
 """
+
+
+def _bound_epilog() -> str:
+    """The method table of ``lipopt bound --help``, generated from the registry."""
+    from .registry import methods
+
+    lines = ["methods (--method M, repeatable; without --method the automatic chain chooses):"]
+    for name, m in methods().items():
+        index = {"level": " (--level K)", "order": " (--order D)"}.get(m.hierarchy or "", "")
+        lines.append(f"  {name:<12} {m.summary}{index}")
+    return "\n".join(lines) + "\n\n" + BOUND_EXAMPLES
+
 
 GRAPH_EPILOG = """\
 examples:
@@ -134,7 +118,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _MethodAction(argparse.Action):
-    """Collects ``--method`` and ``--degree`` in order into ``[(method, [degrees]), …]``."""
+    """Collects ``--method``, ``--level`` and ``--order`` in order into ``[(method, [(kind, k)]), …]``."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         plan = list(getattr(namespace, self.dest, None) or [])
@@ -142,36 +126,87 @@ class _MethodAction(argparse.Action):
         setattr(namespace, self.dest, plan)
 
 
-class _DegreeAction(argparse.Action):
+class _IndexAction(argparse.Action):
+    """``--level K`` / ``--order D``: binds to the ``--method`` before it (or to every method
+    with that kind of hierarchy when given before any ``--method``)."""
+
     def __call__(self, parser, namespace, values, option_string=None):
         plan = list(getattr(namespace, self.dest, None) or [])
-        if not plan or plan[-1][0] not in RELAXATIONS:
-            plan.append(("*", []))  # degrees for every relaxation
-        plan[-1][1].append(values)
+        if not plan:
+            plan.append(("*", []))
+        plan[-1][1].append((option_string.lstrip("-"), values))
         setattr(namespace, self.dest, plan)
 
 
-def plan_methods(plan: list[tuple[str, list[int]]] | None) -> tuple[list[str], dict[str, list[int]]]:
-    """Methods in order and per-relaxation degrees from the ``--method/--degree`` sequence."""
-    methods: list[str] = []
-    degrees: dict[str, list[int]] = {}
-    shared = [d for m, ds in (plan or []) if m == "*" for d in ds]
-    for m, ds in plan or []:
+class _RenamedAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(
+            f"{option_string} was renamed: use --level K for lp and sdp+lp (the Sherali–Adams level) "
+            "or --order D for sdp (the moment order), after the --method it applies to"
+        )
+
+
+def plan_methods(
+    plan: list[tuple[str, list[tuple[str, int]]]] | None,
+) -> tuple[list[str], dict[str, list[int]]]:
+    """Methods in order and their levels/orders from the ``--method/--level/--order`` sequence.
+
+    A ``--level`` or ``--order`` given before any ``--method`` applies to every method whose
+    hierarchy has that kind. Raises when an index does not fit the method it binds to.
+    """
+    from .registry import get_method, methods
+
+    names: list[str] = []
+    levels: dict[str, list[int]] = {}
+    for _, items in plan or []:
+        for _, k in items:
+            _check_level(k)
+    shared = [item for m, items in (plan or []) if m == "*" for item in items]
+    for m, items in plan or []:
         if m == "*":
             continue
-        if m not in methods:
-            methods.append(m)
-        degrees.setdefault(m, []).extend(ds)
-    if not methods:
-        methods = ["naive", "abs-product", "lp", "lower"]
-    for m in methods:
-        if not degrees.get(m) and shared:
-            degrees[m] = list(shared)
-    return methods, {m: d for m, d in degrees.items() if d}
+        method = _known_method(m)
+        if m not in names:
+            names.append(m)
+        for kind, k in items:
+            if method.hierarchy != kind:
+                has = f"takes --{method.hierarchy}" if method.hierarchy else "has no level or order"
+                raise LipoptError(f"--{kind} {k} follows --method {m}, which {has}")
+            levels.setdefault(m, []).append(k)
+    if not names:
+        if shared:
+            kind = shared[0][0]
+            raise LipoptError(
+                f"--{kind} needs a --method before it (the automatic chain picks its own levels)"
+            )
+        return [AUTO], {}
+    explicit = {m for m, v in levels.items() if v}
+    for kind, k in shared:
+        targets = [n for n in names if get_method(n).hierarchy == kind]
+        if not targets:
+            using = [n for n, m in methods().items() if m.hierarchy == kind]
+            raise LipoptError(
+                f"--{kind} applies to {', '.join(using)}; add e.g. --method {using[0]}, or drop --{kind}"
+            )
+        for n in targets:
+            if n not in explicit:
+                levels.setdefault(n, []).append(k)
+    return names, {m: v for m, v in levels.items() if v}
+
+
+def _known_method(name: str):
+    from .registry import methods
+
+    table = methods()
+    if name not in table:
+        hint = f"; did you mean {name.lower()!r}?" if name.lower() in table else ""
+        raise LipoptError(f"unknown method {name!r}; choose from: {', '.join(table)}{hint}")
+    return table[name]
 
 
 def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None:
-    """``--debug`` also after the command (``lipopt bound net.npz --debug``) and ``--input-shape``."""
+    """``--debug`` also after the command (``lipopt bound net.npz --debug``), ``--input-shape`` and
+    ``--trust-pickle``."""
     p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -183,6 +218,12 @@ def _add_common(p: argparse.ArgumentParser, *, input_shape: bool = True) -> None
             metavar="D",
             help="shape of one input sample, e.g. C H W for conv nets (needed by .pt/.onnx "
             "convolutions without a static input shape)",
+        )
+        p.add_argument(
+            "--trust-pickle",
+            action="store_true",
+            help="unpickle Python objects in a torch.save .pt file (e.g. a whole nn.Module); this can "
+            "run arbitrary code: only for files you trust",
         )
 
 
@@ -205,20 +246,76 @@ def _add_target_and_domain(p: argparse.ArgumentParser) -> None:
     d.add_argument("--eps", type=float, metavar="R", help="ℓ∞ radius around --center (finite, >= 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(
-        prog="lipopt",
-        description="Certified upper bounds on Lipschitz constants of neural networks "
-        "by sparse polynomial optimization.",
-        epilog=MAIN_EPILOG,
-        formatter_class=raw,
-    )
-    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+_SWITCH = {"on": True, "off": False, "auto": None}
 
+
+def _option_flag(group: str, name: str) -> str:
+    return f"--{group}-{name}".replace("_", "-").replace("+", "")
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """One flag ``--{group}-{field}`` per field of every method's Options (see the registry)."""
+    import dataclasses
+
+    from .registry import option_groups
+
+    for group, cls in option_groups().items():
+        fields = dataclasses.fields(cls)
+        if not fields:
+            continue
+        g = p.add_argument_group(f"{group} options")
+        for f in fields:
+            hint = str(f.type)
+            if hint.startswith(("dict", "list", "tuple")):
+                continue  # structured options: Python API and sweep specs only
+            kwargs: dict = {
+                "dest": f"opt:{group}:{f.name}",
+                "default": None,
+                "help": f.metadata.get("help", ""),
+            }
+            if hint.startswith("bool"):
+                kwargs["choices"] = ["on", "off", "auto"] if "None" in hint else ["on", "off"]
+            elif f.metadata.get("choices"):
+                kwargs["choices"] = list(f.metadata["choices"])
+            elif hint.startswith("int"):
+                kwargs.update(type=int, metavar="N")
+            elif hint.startswith("float"):
+                kwargs.update(type=float, metavar="X")
+            else:
+                kwargs["metavar"] = "NAME"
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                shown = (
+                    {True: "on", False: "off"}.get(f.default, f.default)
+                    if isinstance(f.default, bool)
+                    else f.default
+                )
+                kwargs["help"] += f" (default {shown})"
+            g.add_argument(_option_flag(group, f.name), **kwargs)
+
+
+def _method_options(args, methods: list[str]) -> dict:
+    """``{group: {field: value}}`` of the option flags given, checked against the methods run."""
+    from .registry import get_method, parse_options
+
+    given: dict[str, dict] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith("opt:") and value is not None:
+            _, group, name = dest.split(":")
+            given.setdefault(group, {})[name] = _SWITCH.get(value, value) if isinstance(value, str) else value
+    groups = {get_method(m).group() for m in methods}
+    for group, values in given.items():
+        if group not in groups:
+            flags = ", ".join(_option_flag(group, k) for k in values)
+            users = [m for m in methods if get_method(m).group() == group] or [group]
+            raise LipoptError(
+                f"{flags}: options of {users[0]} need --method {users[0]}, which is not requested; add it"
+            )
+        parse_options(group, values)  # one-line errors for bad values
+    return given
+
+
+def _add_info_command(sub, raw) -> None:
+    """``lipopt info``: architecture and sparsity."""
     info = sub.add_parser(
         "info",
         help="architecture, parameters and sparsity of a network",
@@ -230,11 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_common(info)
 
+
+def _add_bound_command(sub, raw) -> None:
+    """``lipopt bound``: methods, levels, target, domain, limits and the generated method options."""
     bound = sub.add_parser(
         "bound",
         help="bound the Lipschitz constant",
         description="Certified upper bounds (and a lower bound) on the Lipschitz constant.",
-        epilog=BOUND_EPILOG,
+        epilog=_bound_epilog(),
         formatter_class=raw,
     )
     bound.add_argument("network", help="network file (.npz, .pt/.pth, .onnx)")
@@ -244,69 +344,47 @@ def build_parser() -> argparse.ArgumentParser:
         action=_MethodAction,
         dest="plan",
         metavar="M",
-        help="method (repeatable; see below; default: naive abs-product lp lower)",
+        help="method (repeatable; see below; default: an automatic chain chosen for the network, "
+        "norm and domain, explained under the table)",
     )
-    bound.add_argument(
-        "--degree",
-        action=_DegreeAction,
-        dest="plan",
-        type=int,
-        metavar="K",
-        help=f"relaxation degree/level 1..{MAX_DEGREE} for lp, sdp, sdp+lp (repeatable); binds to "
-        "the --method before it, or to every relaxation when given first (default: per method)",
-    )
+    for kind, letter, what in (("level", "K", "Sherali–Adams level"), ("order", "D", "moment order")):
+        bound.add_argument(
+            f"--{kind}",
+            action=_IndexAction,
+            dest="plan",
+            type=int,
+            metavar=letter,
+            help=f"{what} 1..{MAX_LEVEL} of the --method before it (repeatable; given before any "
+            f"--method: of every method with a {kind}; default: per method)",
+        )
+    bound.add_argument("--degree", action=_RenamedAction, type=int, help=argparse.SUPPRESS)
     _add_target_and_domain(bound)
     bound.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bound.add_argument(
         "--time-limit",
         type=float,
+        default=DEFAULT_TIME_LIMIT,
         metavar="S",
-        help="time limit per relaxation step (method and degree, all its POPs) in seconds (> 0); "
-        "a step stopped early still reports a certified, looser bound",
+        help="time limit per step (a method at one level, all its sub-problems) in seconds (> 0; "
+        f"default {DEFAULT_TIME_LIMIT:g}); a step stopped early still reports a certified, looser bound",
     )
     bound.add_argument(
         "--max-memory",
         type=float,
         default=8.0,
         metavar="GB",
-        help="refuse LP and SDP relaxations larger than this (> 0; default 8 GB)",
+        help="refuse steps estimated larger than this (> 0; default 8 GB)",
     )
     bound.add_argument(
         "--seed", type=int, default=0, help="seed (>= 0) for sampling the lower bound (default 0)"
     )
     bound.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _add_common(bound)
-    lp = bound.add_argument_group(
-        "LP solver (--method lp; defaults as in lipopt.solvers.lp_pipeline.lp_bound)"
-    )
-    lp.add_argument(
-        "--lp-algorithm",
-        choices=LP_ALGORITHMS,
-        help="HiGHS algorithm: dual simplex, interior point without/with crossover, or PDLP "
-        "(default auto: chosen from the LP's size)",
-    )
-    lp.add_argument(
-        "--lp-threads",
-        type=int,
-        metavar="N",
-        help="HiGHS threads (>= 0; default 0 = automatic)",
-    )
-    lp.add_argument(
-        "--lp-basis",
-        choices=LP_BASES,
-        help="Sherali–Adams products (default) or LiPopt's Krivine/Handelman basis (never tighter)",
-    )
-    lp.add_argument(
-        "--lp-project",
-        choices=list(LP_PROJECT),
-        help="eliminate the top-degree moments (Sherali–Adams only; default auto: on at levels 2, 3)",
-    )
-    lp.add_argument(
-        "--lp-cliques",
-        choices=LP_CLIQUES,
-        help="chordal extension for the sparse LP (default min-degree; dense = one clique)",
-    )
+    _add_method_options(bound)
 
+
+def _add_graph_command(sub, raw) -> None:
+    """``lipopt graph``: sparsity graph and cliques."""
     graph = sub.add_parser(
         "graph",
         help="correlative sparsity graph, chordal extension, cliques",
@@ -332,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--json", action="store_true", help="print JSON on stdout")
     _add_common(graph)
 
+
+def _add_sweep_command(sub, raw) -> None:
+    """``lipopt sweep``: a grid of requests into one table."""
     sweep = sub.add_parser(
         "sweep",
         help="run a grid of networks × norms × methods × degrees",
@@ -363,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _add_common(sweep, input_shape=False)
 
+
+def _add_plot_command(sub, raw) -> None:
+    """``lipopt plot``: figures of a results table."""
     plot = sub.add_parser(
         "plot",
         help="plots of a sweep's results table",
@@ -378,6 +462,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", action="append", choices=["png", "pdf"], help="figure format (repeatable; default both)"
     )
     _add_common(plot, input_shape=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="lipopt",
+        description="Certified upper bounds on Lipschitz constants of neural networks "
+        "by sparse polynomial optimization.",
+        epilog=MAIN_EPILOG,
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=f"lipopt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for add in (
+        _add_info_command,
+        _add_bound_command,
+        _add_graph_command,
+        _add_sweep_command,
+        _add_plot_command,
+    ):
+        add(sub, raw)
     return parser
 
 
@@ -411,7 +519,8 @@ def _load(args) -> object:
                 + " ".join(map(str, args.input_shape))
             )
         shape = tuple(args.input_shape)
-    return load_network(args.network, input_shape=shape)  # the loader refuses directories
+    trust = bool(getattr(args, "trust_pickle", False))  # the loader refuses directories
+    return load_network(args.network, input_shape=shape, trust_pickle=trust)
 
 
 def _check_target_domain_args(args) -> None:
@@ -482,49 +591,29 @@ def _target_domain(net, args):
     return target, make_domain(net, box=box, center=center, eps=args.eps)
 
 
-def _check_bound_args(args, methods: list[str]) -> dict:
-    """Checks of ``lipopt bound``'s options; returns the ``--lp-*`` options for ``lp_bound``."""
-    from .bounds import METHODS
-
-    for m in methods:
-        if m not in METHODS:
-            hint = f"; did you mean {m.lower()!r}?" if m.lower() in METHODS else ""
-            raise LipoptError(f"unknown method {m!r}; choose from: {', '.join(METHODS)}{hint}")
-    given = [d for _, ds in (args.plan or []) for d in ds]
-    for d in given:
-        if d < 1:
-            raise LipoptError(f"--degree must be a positive integer (a level such as 3), got {d}")
-        if d > MAX_DEGREE:
-            raise LipoptError(
-                f"--degree {d} is too large (at most {MAX_DEGREE}): relaxations grow exponentially "
-                "with the degree and are exact once it reaches the largest clique; use e.g. 2-6"
-            )
-    if given and not any(m in RELAXATIONS for m in methods):
+def _check_level(k: int) -> None:
+    if k < 1:
+        raise LipoptError(f"a level or order must be a positive integer (such as 3), got {k}")
+    if k > MAX_LEVEL:
         raise LipoptError(
-            "--degree applies to the relaxations lp, sdp and sdp+lp only; add e.g. --method lp, "
-            "or drop --degree"
+            f"level/order {k} is too large (at most {MAX_LEVEL}): relaxations grow exponentially "
+            "with it and are exact once it reaches the largest clique; use e.g. 2-6"
         )
+
+
+def _check_bound_args(args, methods: list[str]) -> dict:
+    """Checks of ``lipopt bound``'s options; returns the method options per group."""
     if args.time_limit is not None and not (args.time_limit > 0):  # also rejects NaN
         raise LipoptError(f"--time-limit must be a positive number of seconds, got {_num(args.time_limit)}")
     if not (args.max_memory > 0):
         raise LipoptError(f"--max-memory must be a positive number of GB, got {_num(args.max_memory)}")
     if args.seed < 0:
         raise LipoptError(f"--seed must be a non-negative integer, got {args.seed}")
-    lp: dict = {}
-    for flag, key in LP_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            lp[key] = LP_PROJECT[value] if flag == "lp_project" else value
-    if not lp:
-        return {}
-    flags = ", ".join("--" + f.replace("_", "-") for f in LP_FLAGS if getattr(args, f) is not None)
-    if "lp" not in methods:
-        raise LipoptError(f"{flags}: LP solver options need --method lp, which is not requested; add it")
-    if lp.get("threads", 0) < 0:
-        raise LipoptError(f"--lp-threads must be >= 0 (0 = automatic), got {lp['threads']}")
-    if args.lp_project == "on" and lp.get("basis") == "krivine":
-        raise LipoptError("--lp-project on applies to the Sherali–Adams basis only, not --lp-basis krivine")
-    return {"lp": lp}
+    if methods == [AUTO]:
+        from .registry import method_names
+
+        methods = list(method_names())  # the automatic chain may pick any method
+    return _method_options(args, methods)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,69 +738,37 @@ def cmd_info(args) -> int:
 
 
 def cmd_bound(args) -> int:
-    from .bounds import bound_chain
+    from .api import bound
 
-    methods, degrees = plan_methods(args.plan)
+    methods, levels = plan_methods(args.plan)
     options = _check_bound_args(args, methods)
     _check_target_domain_args(args)
     net = _load(args)
     target, domain = _target_domain(net, args)
-    if "lower" not in methods:
-        methods = [*methods, "lower"]
-    chain = bound_chain(
+    chain = bound(
         net,
         args.norm,
-        methods,
-        degrees,
-        target,
-        domain,
+        output=args.output,
+        margin=None if args.margin is None else tuple(args.margin),
+        domain=domain,
+        methods=AUTO if methods == [AUTO] else methods,
+        levels=levels,
         seed=args.seed,
         time_limit=args.time_limit,
-        max_memory_bytes=args.max_memory * 1e9,
+        max_memory_gb=args.max_memory,
         progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
         options=options or None,
     )
     if args.json:
         _print_json(chain.to_dict())
         return 0
-    print(format_chain(chain))
+    print(chain.table())
     return 0
 
 
 def format_chain(chain) -> str:
-    where = "global" if chain.domain is None else chain.domain.description
-    labels = chain.target.labels
-    what = ", ".join(labels) if len(labels) <= 3 else "all outputs (max)"
-    lines = [
-        f"{chain.network}  ℓ{'∞' if chain.norm == 'inf' else chain.norm}  {what}  {where}",
-        f"{'method':<12}{'degree':>7}{'upper bound':>16}  {'certified':<10}{'status':<12}"
-        f"{'build s':>9}{'solve s':>9}",
-    ]
-    notes: list[str] = []
-    for b in chain.bounds:
-        deg = "" if b.degree is None else str(b.degree)
-        val = f"{b.value:.6g}" if np.isfinite(b.value) else "—"
-        bt = "" if b.build_time_s is None else f"{b.build_time_s:.2f}"
-        st = "" if b.solve_time_s is None else f"{b.solve_time_s:.2f}"
-        cert = "yes" if b.certified else "NO"
-        mark = ""
-        if b.note:
-            notes.append(b.note)
-            mark = f"  [{len(notes)}]"
-        lines.append(f"{b.method:<12}{deg:>7}{val:>16}  {cert:<10}{b.status:<12}{bt:>9}{st:>9}{mark}")
-    if chain.lower_bound is not None:
-        lines.append(f"{'lower':<12}{'':>7}{chain.lower_bound.value:>16.6g}  ({chain.lower_bound.method})")
-    best = chain.best
-    if best is not None:
-        ratio = chain.ratio
-        lines.append(
-            f"best certified: {best.value:.6g} ({best.method}"
-            + (f" {best.degree}" if best.degree else "")
-            + ")"
-            + (f", {ratio:.3f}× the lower bound" if ratio else "")
-        )
-    lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
-    return "\n".join(lines)
+    """The text table of ``lipopt bound`` (see :meth:`lipopt.chain.ChainResult.table`)."""
+    return chain.table()
 
 
 def _check_picture_path(text: str) -> Path:
@@ -853,7 +910,7 @@ def _run(args, debug: bool) -> int:
     except MemoryError:
         if debug:
             raise
-        return _fail("out of memory; lower the degree, use a sparser method, or a smaller network")
+        return _fail("out of memory; lower the level or order, lower --max-memory, or use a smaller network")
     except KeyboardInterrupt:
         print("lipopt: interrupted", file=sys.stderr)
         return 130

@@ -4,9 +4,9 @@
   A multilinear ``p = Σ_S p_S u^S`` has ``p(1_X) = Σ_{S⊆X} p_S``: the values at all ``2^n``
   vertices are the *zeta (subset-sum) transform* of the coefficient vector, computed in
   ``O(n 2^n)`` by ``n`` vectorized passes, in chunks of ``2^20`` vertices.
-* :func:`exact_lipschitz` (a scalar target ``cᵀN``) and :func:`exact_jacobian_norm` (the ℓp→ℓp
-  norm of the Jacobian, the vector constant) — the Lipschitz constant of a piecewise-linear
-  network (ReLU, leaky ReLU, identity): the maximum of ``‖∇f‖_q`` (or ``‖J‖_{p→p}``) over the
+* :func:`exact_lipschitz` — the Lipschitz constant of a piecewise-linear network (ReLU, leaky
+  ReLU, identity): the maximum of ``‖∇f‖_q`` (scalar target ``f = cᵀN``) or of ``‖J‖_{p→p}``
+  (the network's constant; at a fixed pattern the Jacobian is a constant matrix) over the
   full-dimensional linear regions. Activation
   patterns are enumerated depth-first, neuron by neuron; a partial pattern is kept if it was
   observed at a sampled interior point or the LP ``max δ s.t. s_j (M_j x + m_j) ≥ δ ‖M_j‖``,
@@ -14,6 +14,8 @@
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -65,14 +67,6 @@ def exact_pop_max(poly: Polynomial, max_vars: int = 24) -> float:
 # ---------------------------------------------------------------------------------------------
 # Exact Lipschitz constants of piecewise-linear networks
 # ---------------------------------------------------------------------------------------------
-def _dual_norm(g: np.ndarray, norm: str) -> float:
-    if norm == "inf":
-        return float(np.abs(g).sum())
-    if norm == "2":
-        return float(np.linalg.norm(g))
-    return float(np.abs(g).max())
-
-
 def _interior_lp(G: np.ndarray, g: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
                  tol: float) -> bool:
     """Is ``{x : G x + g > 0}`` (∩ box) full-dimensional? Chebyshev-type LP ``max δ``.
@@ -109,90 +103,36 @@ def _interior_lp(G: np.ndarray, g: np.ndarray, lo: np.ndarray | None, hi: np.nda
 
 def exact_lipschitz(
     net: Network,
-    c: np.ndarray,
+    c: np.ndarray | None,
     norm: str = "inf",
     box: Domain | tuple[np.ndarray, np.ndarray] | None = None,
     max_neurons: int = 14,
     n_samples: int = 4096,
     seed: int = 0,
 ) -> float:
-    """``sup_x ‖∇(cᵀN)(x)‖_q`` over ℝⁿ (``box=None``) or a box, for piecewise-linear nets.
+    """``sup_x ‖∇(cᵀN)(x)‖_q`` over ℝⁿ (``box=None``) or a box, for piecewise-linear nets;
+    with ``c=None`` the network's constant ``sup_x ‖J(x)‖_{p→p}``.
 
     ``norm`` is the input norm p (``"inf"``, ``"2"``, ``"1"``); ``q`` is its dual.
     """
     norm = parse_norm(norm)
-    c = np.asarray(c, dtype=float).ravel()
-    return _region_max(net, box, lambda J: _dual_norm(np.asarray(J.T @ c).ravel(), norm), max_neurons,
-                       n_samples, seed)
-
-
-def induced_norm(J: np.ndarray, norm: str) -> float:
-    """``‖J‖_{p→p}``: ℓ∞ the largest row sum of ``|J|``, ℓ1 the largest column sum, ℓ2 the largest
-    singular value."""
-    J = np.atleast_2d(np.asarray(J, dtype=float))
-    if norm == "inf":
-        return float(np.abs(J).sum(axis=1).max())
-    if norm == "1":
-        return float(np.abs(J).sum(axis=0).max())
-    return float(np.linalg.svd(J, compute_uv=False)[0])
-
-
-def exact_jacobian_norm(
-    net: Network,
-    norm: str = "inf",
-    box: Domain | tuple[np.ndarray, np.ndarray] | None = None,
-    max_neurons: int = 14,
-    n_samples: int = 4096,
-    seed: int = 0,
-) -> float:
-    """``sup_x ‖J(x)‖_{p→p}`` (the network's vector constant, DESIGN §1b) by region enumeration."""
-    norm = parse_norm(norm)
-    return _region_max(net, box, lambda J: induced_norm(J, norm), max_neurons, n_samples, seed)
-
-
-def _region_max(net: Network, box, leaf_value, max_neurons: int, n_samples: int, seed: int) -> float:
-    """``max leaf_value(J)`` over the Jacobians ``J`` of the full-dimensional linear regions."""
     if not net.is_chain:
         raise LipoptError("exact_lipschitz enumerates plain feed-forward chains only, not residual blocks")
     acts = [layer.activation for layer in net.layers[:-1]]
     if any(not a.is_piecewise_linear for a in acts):
         raise LipoptError("exact_lipschitz needs piecewise-linear activations (relu, leaky_relu)")
-    n_branch = sum(
-        layer.out_dim for layer, a in zip(net.layers[:-1], acts, strict=True)
-        if a.name != "identity"
-    )
+    branches = [a.derivative_shape == "step" for a in acts]
+    n_branch = sum(layer.out_dim for layer, b in zip(net.layers[:-1], branches, strict=True) if b)
     if n_branch > max_neurons:
         raise LipoptError(
             f"exact_lipschitz enumerates 2^{n_branch} activation patterns, above the limit of "
             f"2^{max_neurons} (max_neurons); use it on tiny networks only"
         )
     n0 = net.input_dim
-    if isinstance(box, Domain):
-        lo, hi = box.lo, box.hi
-    elif box is not None:
-        lo = np.broadcast_to(np.asarray(box[0], float), (n0,)).copy()
-        hi = np.broadcast_to(np.asarray(box[1], float), (n0,)).copy()
-    else:
-        lo = hi = None
-    # sampled interior points certify patterns without an LP
-    rng = np.random.default_rng(seed)
-    if lo is None:
-        scales = np.repeat([0.1, 1.0, 10.0, 100.0, 1000.0], n_samples // 5 + 1)[:n_samples]
-        xs = rng.standard_normal((n_samples, n0)) * scales[:, None]
-    else:
-        xs = lo + (hi - lo) * rng.random((n_samples, n0))
-    zs = net.pre_activations(xs)
-    interior = np.all(np.hstack([np.abs(z) for z in zs]) > 1e-9, axis=1) if zs else np.ones(
-        len(xs), bool)
-    seen: set[tuple[int, ...]] = set()
-    if zs:
-        branch = np.concatenate([np.full(z.shape[1], a.name != "identity") for z, a in
-                                 zip(zs, acts, strict=True)])
-        pats = np.hstack([z > 0 for z in zs])[interior][:, branch].astype(np.int8)
-        for row in np.unique(pats, axis=0):
-            for j in range(1, len(row) + 1):
-                seen.add(tuple(row[:j].tolist()))
     weights = [layer.dense_weight() for layer in net.layers]
+    value = functools.partial(_pattern_value, weights[-1], c, norm)
+    lo, hi = _box_arrays(box, n0)
+    seen = _sampled_patterns(net, acts, branches, lo, hi, n_samples, seed)
     biases = [np.asarray(layer.bias, dtype=float) for layer in net.layers]
     tol = 1e-9 if lo is None else 1e-7  # Chebyshev radius; relative to the box (see _interior_lp)
     best = -np.inf
@@ -202,7 +142,7 @@ def _region_max(net: Network, box, leaf_value, max_neurons: int, n_samples: int,
         nonlocal best
         L = len(acts)
         if l == L:
-            best = max(best, leaf_value(weights[-1] @ M if L else weights[0]))
+            best = max(best, value(M))
             return
         act = acts[l]
         if j == M.shape[0]:  # layer l done: propagate to the next layer's pre-activations
@@ -215,14 +155,14 @@ def _region_max(net: Network, box, leaf_value, max_neurons: int, n_samples: int,
             else:
                 rec(L, 0, D[:, None] * M, D * m, [], G, g, prefix)
             return
-        if act.name == "identity":
-            rec(l, j + 1, M, m, slopes + [1.0], G, g, prefix)
+        if act.derivative_shape != "step":  # constant σ' (identity)
+            rec(l, j + 1, M, m, slopes + [float(act.derivative(np.zeros(1))[0])], G, g, prefix)
             return
-        low_slope = 0.0 if act.name == "relu" else act.alpha
-        row, off = M[j], m[j]
+        low_slope, high_slope = act.step_slopes
+        row, off = M[j], m[j] - act.kink
         for s in (1, 0):
             sign = 1.0 if s else -1.0
-            slope = 1.0 if s else low_slope
+            slope = high_slope if s else low_slope
             pre = prefix + (s,)
             if not np.any(row):  # constant pre-activation
                 if off == 0.0 or sign * off > 0:
@@ -233,6 +173,48 @@ def _region_max(net: Network, box, leaf_value, max_neurons: int, n_samples: int,
                 rec(l, j + 1, M, m, slopes + [slope], G2, g2, pre)
 
     if not acts:
-        return float(leaf_value(weights[0]))
+        return value(np.eye(n0))
     rec(0, 0, weights[0], biases[0], [], [], [], ())
     return float(best)
+
+
+def _pattern_value(w_last: np.ndarray, c: np.ndarray | None, norm, J: np.ndarray) -> float:
+    """The quantity at a pattern, from the Jacobian ``J`` of the last hidden output (or the
+    identity): ``‖W J‖_{p→p}`` for the network (``c`` None), else ``‖(W J)ᵀ c‖_q``."""
+    full = w_last @ J
+    if c is None:
+        return float(norm.matrix_norm(full[None])[0][0])
+    return float(norm.dual_norm(np.asarray(c, dtype=float).ravel() @ full))
+
+
+def _box_arrays(box, n0: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if isinstance(box, Domain):
+        return box.lo, box.hi
+    if box is not None:
+        lo = np.broadcast_to(np.asarray(box[0], float), (n0,)).copy()
+        hi = np.broadcast_to(np.asarray(box[1], float), (n0,)).copy()
+        return lo, hi
+    return None, None
+
+
+def _sampled_patterns(net, acts, branches, lo, hi, n_samples: int, seed: int) -> set[tuple[int, ...]]:
+    """Every prefix of the activation patterns observed at sampled interior points (they are
+    full-dimensional without an LP)."""
+    rng = np.random.default_rng(seed)
+    n0 = net.input_dim
+    if lo is None:
+        scales = np.repeat([0.1, 1.0, 10.0, 100.0, 1000.0], n_samples // 5 + 1)[:n_samples]
+        xs = rng.standard_normal((n_samples, n0)) * scales[:, None]
+    else:
+        xs = lo + (hi - lo) * rng.random((n_samples, n0))
+    zs = [z - a.kink for z, a in zip(net.pre_activations(xs), acts, strict=True)]
+    seen: set[tuple[int, ...]] = set()
+    if not zs:
+        return seen
+    interior = np.all(np.hstack([np.abs(z) for z in zs]) > 1e-9, axis=1)
+    branch = np.concatenate([np.full(z.shape[1], b) for z, b in zip(zs, branches, strict=True)])
+    pats = np.hstack([z > 0 for z in zs])[interior][:, branch].astype(np.int8)
+    for row in np.unique(pats, axis=0):
+        for j in range(1, len(row) + 1):
+            seen.add(tuple(row[:j].tolist()))
+    return seen

@@ -47,7 +47,7 @@ bounding the rounding of the matrix products (:math:`K` = longest inner dimensio
 :math:`\delta_{\text{eig}} = 16\,m\,\varepsilon\,\lVert \hat M\rVert_F` the backward error of the
 symmetric eigensolver (LAPACK ``syevr`` for the top eigenvalue only: Householder tridiagonalisation,
 backward stable like ``syevd``; same generous error model as
-:func:`lipopt.solvers.shor.certify_shor_dual`). By Weyl's inequality
+:func:`lipopt.certificates.certify_shor_dual`). By Weyl's inequality
 the exact :math:`M(\rho, t)` is then negative semidefinite. If the solver's :math:`\rho` fails, a nearly
 smallest passing :math:`\rho' \ge \rho` is searched by Newton-type increments from the top
 eigenpair; :math:`\rho` enters only as :math:`-\rho I` on the input block, so the check is
@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -68,7 +67,12 @@ import scipy.sparse as sp
 
 from .errors import LipoptError
 from .floats import EIG_ERROR_CONSTANT, EPS, round_up
-from .solvers.shor import blas_threads
+from .results import Certificate
+from .solvers.base import Limits, Shape, solve
+from .solvers.conic import CvxpyModel
+from .solvers.mixing import blas_threads
+
+LMI_CHECK = "LMI check (float-safe top eigenvalue)"
 
 __all__ = ["LipSDPResult", "certify_lipsdp", "lipsdp_matrix", "lipsdp_neuron"]
 
@@ -204,13 +208,14 @@ def certify_lipsdp(
     *,
     max_increase: float = 1e3,
     max_steps: int = 60,
-) -> tuple[bool, float, float, float]:
+) -> Certificate:
     """Smallest (up to a factor ~1.5 in the increment) ``ρ' ≥ ρ`` passing the float-safe LMI check.
 
     ``t`` is clipped at 0. While the check fails, ρ is raised by a Newton-type step: with
     ``(λ, v)`` the computed top eigenpair, ``λ_max(M(ρ + δ)) ≈ λ − δ‖v_in‖²`` (``v_in`` = the input
     block of ``v``), so ``δ = 1.5·(λ + margin)/‖v_in‖²``; the check itself is always the rigorous
-    one. Returns ``(ok, rho_certified, lambda_max, margin)``; ``ok`` is False when ρ would exceed
+    one. Returns a :class:`~lipopt.results.Certificate` of ``√ρ'`` rounded up (``details``: ``rho``
+    = ρ', ``lambda_max`` and the ``margin`` of the check); not certified when ρ would exceed
     ``ρ·(1 + max_increase) + 1`` or after ``max_steps`` failed checks (e.g. the hidden-neuron block
     is not negative definite for these multipliers).
     """
@@ -232,7 +237,9 @@ def certify_lipsdp(
     for _ in range(max(1, max_steps)):
         ok, lam, margin, v = check(r)
         if ok:
-            return True, r, lam, margin
+            details = {"rho": r, "lambda_max": lam, "margin": margin}
+            value = round_up(math.sqrt(r), steps=1)
+            return Certificate(value, True, LMI_CHECK, math.sqrt(rho), margin, details)
         if not math.isfinite(lam):
             break
         w_in = float(v[:n0] @ v[:n0])
@@ -241,7 +248,8 @@ def certify_lipsdp(
         if r_new > limit:
             break
         r = r_new
-    return False, rho, lam, margin
+    details = {"rho": rho, "lambda_max": lam, "margin": margin, "why": "no ρ' passed the check"}
+    return Certificate(math.inf, False, LMI_CHECK, math.sqrt(rho), margin, details)
 
 
 def _reduce_input(Ws: list[np.ndarray]) -> list[np.ndarray]:
@@ -283,19 +291,6 @@ def _neuron_columns(A: np.ndarray, n0: int, alpha: float, beta: float) -> sp.csc
     return G.tocsc()
 
 
-def _solver_candidates() -> list[str]:
-    """Default back ends in order of preference (the next one is tried if a solve fails)."""
-    from .solvers.conic import available_sdp_solvers
-
-    avail = available_sdp_solvers()
-    # measured on the LipSDP examples (see lipsdp_neuron): CVXOPT is the fastest and most
-    # accurate license-free choice for one moderate LMI with few variables.
-    order = [s for s in ("MOSEK", "CVXOPT", "CLARABEL", "SCS") if s in avail]
-    if not order:
-        raise LipoptError("no SDP solver available: install cvxopt, clarabel or scs")
-    return order
-
-
 def lipsdp_neuron(
     weights: list[np.ndarray],
     *,
@@ -327,7 +322,7 @@ def lipsdp_neuron(
     blas_threads_limit:
         BLAS threads during solve and check (default 1: on the loaded 2-core test machine the
         834×834 eigenvalue check took 0.05 s single-threaded and 1–5 s multi-threaded; see
-        :func:`lipopt.solvers.shor.blas_threads`). ``None`` keeps the library default.
+        :func:`lipopt.solvers.mixing.blas_threads`). ``None`` keeps the library default.
     **solver_options:
         Passed to ``cvxpy.Problem.solve``.
 
@@ -354,7 +349,6 @@ def _lipsdp_neuron(
     if not (math.isfinite(alpha) and math.isfinite(beta)) or alpha > beta:
         raise LipoptError(f"need finite alpha ≤ beta, got alpha={alpha}, beta={beta}")
     Ws = _check_weights(weights)
-    candidates = [solver.upper()] if solver else _solver_candidates()
     t0 = time.perf_counter()
     Wr = _reduce_input(Ws) if reduce_input else Ws
     A, n0, N = _stack_A(Wr)
@@ -378,44 +372,32 @@ def _lipsdp_neuron(
     # would make CVXOPT's KKT system singular).
     cons.append(expr << 0)
     prob = cp.Problem(cp.Minimize(rho), cons)
-    errors = []
-    for name in candidates:
-        opts = dict(solver_options)
-        if name == "SCS":
-            # SCS's default accuracy (1e-4) leaves the LMI violated by ~1e-1 on the LipSDP
-            # examples, beyond what raising ρ can repair; ask for more.
-            opts = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000, **opts}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                prob.solve(solver=name, verbose=verbose, **opts)
-            except (cp.error.SolverError, ArithmeticError) as exc:  # e.g. CVXOPT's ZeroDivisionError
-                errors.append(f"{name}: {exc or type(exc).__name__}")
-                continue
-        if rho.value is not None:
-            break
-        errors.append(f"{name}: no solution (status {prob.status})")
-    else:
-        raise LipoptError("LipSDP solve failed: " + "; ".join(errors))
+    model = CvxpyModel(prob, lambda: ((), (rho.value, t.value if N > 0 else None)), Shape("lmi", 1, m))
+    # the table's LMI solvers in turn until one solves (SCS gets the accuracy that makes its answer
+    # certifiable: at its default 1e-4 the LMI stays violated by ~1e-1 on the LipSDP examples)
+    out = solve(model, solver.upper() if solver else "auto", Limits(verbose=verbose), solver_options,
+                fallback=solver is None)
+    if rho.value is None:
+        raise LipoptError("LipSDP solve failed: " + (out.message or f"no solution (status {out.status})"))
+    name = out.solver.split("/")[1]
     solve_time = time.perf_counter() - t0
     rho_val = float(rho.value)
     t_val = np.maximum(np.asarray(t.value).reshape(-1), 0.0) if N > 0 else np.zeros(0)
 
     t1 = time.perf_counter()
-    ok, rho_c, lam, margin = certify_lipsdp(Ws, rho_val, t_val, alpha, beta)
+    cert = certify_lipsdp(Ws, rho_val, t_val, alpha, beta)
     cert_time = time.perf_counter() - t1
-    cert_val = round_up(math.sqrt(rho_c), steps=1) if ok else math.inf
     return LipSDPResult(
         solver_value=math.sqrt(max(rho_val, 0.0)),
-        certified_value=cert_val,
-        certified=ok,
+        certified_value=cert.value,
+        certified=cert.certified,
         rho=rho_val,
-        rho_certified=rho_c,
+        rho_certified=cert.details["rho"],
         t=t_val,
-        lambda_max=lam,
-        margin=margin,
+        lambda_max=cert.details["lambda_max"],
+        margin=cert.details["margin"],
         solver=name,
-        status=str(prob.status),
+        status=out.status,
         solve_time_s=solve_time,
         certify_time_s=cert_time,
         lmi_size=m,

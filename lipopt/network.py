@@ -1,170 +1,204 @@
-"""Feed-forward network model: affine layers, activations with derivative ranges, interval bounds.
+"""Feed-forward network model: blocks sharing one protocol, activation sites, interval bounds.
 
-A :class:`Network` is an ordered chain of :class:`Dense` layers. Layer ``l`` computes
-``z_l = W_l a_{l-1} + b_l`` and ``a_l = σ_l(z_l)``; the last layer's activation is the identity.
-Weights follow the PyTorch orientation (``out × in``) and may be numpy arrays or scipy.sparse
-matrices (convolutions are unrolled to sparse matrices by the loaders).
+A :class:`Network` is an ordered chain of blocks: :class:`Dense` layers (``z = W a + b`` then
+``σ(z)``) and :class:`Residual` blocks (``σ(A x + B F(x))``). Weights follow the PyTorch
+orientation (``out × in``) and may be numpy arrays or scipy.sparse matrices (convolutions are
+unrolled to sparse matrices by the loaders); the last block is affine.
 
-Everything downstream (the norm-gradient polynomial, local bounds) only needs, per hidden
-neuron, the range ``[lo, hi]`` of ``σ'(z)`` over the input domain; :meth:`Activation.derivative_range`
-provides it from a pre-activation interval.
+Every block implements :class:`Block`: forward (with the pre-activations of its sites), the
+transposed linear map through a :class:`PullbackOps` (a VJP with given slopes, absolute values,
+or symbolic path terms), interval bounds, matrices, sites, nnz, its contribution to the naive
+norm product, a 0/1 pattern copy, its npz arrays and its hash. The network composes them and
+never asks which kind of block it holds.
+
+Activations live in :mod:`lipopt.activations` (re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 
+from .activations import ACTIVATIONS, IDENTITY, Activation
 from .errors import LipoptError
-from .floats import EPS, TINY
+from .floats import EPS
+
+__all__ = [
+    "ACTIVATIONS",
+    "IDENTITY",
+    "Activation",
+    "Block",
+    "Dense",
+    "Network",
+    "PullbackOps",
+    "Residual",
+    "Site",
+]
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "elu", "tanh", "sigmoid", "softplus")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """``1/(1 + e^{−z})`` with a few ulps of *relative* error for every z (no ``1 − x`` cancellation
-    in the tails, where ``0.5(1 + tanh(z/2))`` loses all digits and rounds to 0)."""
-    z = np.asarray(z, dtype=float)
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0, e) / (1.0 + e)
-
-
-def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
-    """``σ(z)(1 − σ(z)) = e^{−|z|}/(1 + e^{−|z|})²`` (relative error a few ulps)."""
-    e = np.exp(-np.abs(np.asarray(z, dtype=float)))
-    return e / (1.0 + e) ** 2
-
-
-def _tanh_derivative(z: np.ndarray) -> np.ndarray:
-    """``1 − tanh²(z) = 4e^{−2|z|}/(1 + e^{−2|z|})²`` (relative error a few ulps; ``1 − tanh²``
-    cancels to 0 for ``|z| ≳ 19``)."""
-    e = np.exp(-2.0 * np.abs(np.asarray(z, dtype=float)))
-    return 4.0 * e / (1.0 + e) ** 2
-
-
-#: Relative error bound of the smooth derivative formulas above (exp, one add, a square and a
-#: division: < 8 roundings of ≤ eps/2 each, plus exp's ≤ 1 ulp), with a wide safety factor.
-_DERIVATIVE_REL_ERROR = 64 * EPS
-
 
 @dataclass(frozen=True)
-class Activation:
-    """A scalar activation σ with its derivative σ' and the range of σ' over an interval.
+class Site:
+    """An activation site: ``size`` neurons whose derivative ``σ'(z)`` enters the gradient."""
 
-    ``alpha`` is the negative slope of ``leaky_relu`` and the scale of ``elu``
-    (``elu(z) = α(eᶻ − 1)`` for ``z ≤ 0``; its derivative range assumes ``0 ≤ α ≤ 1``).
-    """
+    activation: Activation
+    size: int
 
-    name: str = "relu"
-    alpha: float = 0.01
 
-    def __post_init__(self) -> None:
-        if self.name not in ACTIVATIONS:
-            raise LipoptError(f"unknown activation {self.name!r}; supported: {', '.join(ACTIVATIONS)}")
-        if self.name == "elu" and not 0.0 <= self.alpha <= 1.0:
-            raise LipoptError(f"elu needs 0 <= alpha <= 1, got {self.alpha}")
-        if self.name == "leaky_relu" and not 0.0 <= self.alpha <= 1.0:
-            raise LipoptError(f"leaky_relu needs 0 <= alpha <= 1, got {self.alpha}")
+class PullbackOps(Protocol):
+    """What a transposed pass does with a backward quantity ``g`` (numbers, or path terms)."""
 
-    @property
-    def is_piecewise_linear(self) -> bool:
-        return self.name in ("identity", "relu", "leaky_relu")
+    def pull(self, g: Any, m: Matrix | None) -> Any:
+        """``g ← mᵀ g`` (``m`` None: the identity)."""
 
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        n, a = self.name, self.alpha
-        if n == "identity":
-            return z
-        if n == "relu":
-            return np.maximum(z, 0.0)
-        if n == "leaky_relu":
-            return np.where(z > 0, z, a * z)
-        if n == "elu":
-            return np.where(z > 0, z, a * np.expm1(np.minimum(z, 0.0)))
-        if n == "tanh":
-            return np.tanh(z)
-        if n == "sigmoid":
-            return _sigmoid(z)
-        return np.logaddexp(0.0, z)  # softplus
+    def site(self, g: Any) -> Any:
+        """``g ← diag(s) g`` for the next activation site, in backward order."""
 
-    def derivative(self, z: np.ndarray) -> np.ndarray:
-        """σ'(z); at the kink of (leaky) ReLU the right derivative (1) is used."""
-        n, a = self.name, self.alpha
-        if n == "identity":
-            return np.ones_like(z)
-        if n == "relu":
-            return (z > 0).astype(float)
-        if n == "leaky_relu":
-            return np.where(z > 0, 1.0, a)
-        if n == "elu":
-            return np.where(z > 0, 1.0, a * np.exp(np.minimum(z, 0.0)))
-        if n == "tanh":
-            return _tanh_derivative(z)
-        if n == "sigmoid":
-            return _sigmoid_derivative(z)
-        return _sigmoid(z)  # softplus
+    def add(self, g: Any, h: Any) -> Any:
+        """``g + h`` (two branches meeting)."""
 
-    def derivative_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Interval ``[dlo, dhi] ⊇ {σ'(z) : lo ≤ z ≤ hi}`` (Clarke derivative at kinks).
 
-        (Leaky) ReLU: ``[α, 1]`` if ``lo < 0 < hi``; ``1`` if ``lo ≥ 0``; ``α`` if ``hi ≤ 0``
-        (and ``[α, 1]`` for the degenerate interval ``{0}``).
-        tanh/sigmoid: σ' is unimodal with its peak at 0. elu/softplus: σ' is non-decreasing.
-        Infinite endpoints (global bounds) are allowed. The smooth σ' values are computed with a
-        few ulps of relative error and rounded outward (``× (1 ∓ 64·eps)``, and ``+ 64·2⁻¹⁰⁷⁴`` on
-        the upper end), so an underflowing tail never reads as a dead neuron (upper end 0).
-        """
-        lo = np.asarray(lo, dtype=float)
-        hi = np.asarray(hi, dtype=float)
-        n, a = self.name, self.alpha
-        if n == "identity":
-            return np.ones_like(lo), np.ones_like(lo)
-        if n in ("relu", "leaky_relu"):
-            low_slope = 0.0 if n == "relu" else a
-            # a degenerate interval {0} keeps the whole Clarke range [α, 1]
-            dlo = np.where((lo >= 0) & (hi > 0), 1.0, low_slope)
-            dhi = np.where((hi <= 0) & (lo < 0), low_slope, 1.0)
-            return dlo, dhi
-        if n in ("tanh", "sigmoid"):
-            with np.errstate(invalid="ignore"):
-                d_lo = np.nan_to_num(self.derivative(lo), nan=0.0)
-                d_hi = np.nan_to_num(self.derivative(hi), nan=0.0)
-            peak = self.derivative(np.clip(0.0, lo, hi))
-            return _outward(np.minimum(d_lo, d_hi), peak, hi_exact=(lo <= 0) & (hi >= 0))  # σ'(0): 1, 1/4
-        # elu, softplus: non-decreasing derivative
-        d_lo = self.derivative(np.where(np.isfinite(lo), lo, -np.inf))
-        d_hi = self.derivative(np.where(np.isfinite(hi), hi, np.inf))
-        if n == "elu":  # the 1 on z > 0 is exact
-            return _outward(d_lo, d_hi, lo_exact=d_lo == 1.0, hi_exact=d_hi == 1.0)
-        return _outward(d_lo, d_hi)
+@runtime_checkable
+class Block(Protocol):
+    """The protocol of a network block ``x ↦ σ(affine-ish(x))`` (see the module doc)."""
+
+    activation: Activation
 
     @property
-    def slope_bounds(self) -> tuple[float, float]:
-        """Global derivative range ``[inf σ', sup σ']``."""
-        lo, hi = self.derivative_range(np.array([-np.inf]), np.array([np.inf]))
-        return float(lo[0]), float(hi[0])
+    def in_dim(self) -> int: ...
+    @property
+    def out_dim(self) -> int: ...
+    def validate(self, where: str) -> None: ...
+    def sites(self) -> list[Site]: ...
+    def forward(self, a: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]: ...
+    def pullback(self, g: Any, ops: PullbackOps) -> Any: ...
+    def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]: ...
+    def affine(self) -> tuple[Matrix, np.ndarray] | None: ...
+    def matrices(self) -> list[Matrix]: ...
+    def nnz(self) -> int: ...
+    def num_parameters(self) -> int: ...
+    def naive_norm(self, norm, caps: Sequence[np.ndarray]) -> float: ...
+    def pattern(self) -> Block: ...
+    def to_arrays(self, index: int) -> dict[str, np.ndarray]: ...
+    def update_hash(self, h) -> None: ...
+    def label(self) -> str: ...
 
 
-def _outward(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    lo_exact: np.ndarray | bool = False,
-    hi_exact: np.ndarray | bool = False,
+# ---------------------------------------------------------------------------------------------
+# Matrix helpers
+# ---------------------------------------------------------------------------------------------
+def _matvec(m: Matrix | None, a: np.ndarray) -> np.ndarray:
+    """``a @ mᵀ`` for a batch ``a`` (rows); ``None`` is the identity."""
+    return a if m is None else np.asarray(m @ a.T).T
+
+
+def _rmatvec(m: Matrix | None, g: np.ndarray, absolute: bool = False) -> np.ndarray:
+    """``g @ m`` (i.e. ``mᵀ g`` per row); with ``absolute`` uses ``|m|``."""
+    if m is None:
+        return g
+    mm = abs(m) if absolute else m
+    return np.asarray(mm.T @ g.T).T
+
+
+def _count_nonzero(m: Matrix | None) -> int:
+    if m is None:
+        return 0
+    return int(m.count_nonzero()) if sp.issparse(m) else int(np.count_nonzero(m))
+
+
+def _pattern(m: Matrix | None) -> sp.csr_matrix | None:
+    """The 0/1 pattern of ``m`` (explicit zeros dropped)."""
+    if m is None:
+        return None
+    p = m.tocsr() if sp.issparse(m) else sp.csr_matrix(np.asarray(m, dtype=float))
+    p.eliminate_zeros()
+    return sp.csr_matrix((np.ones_like(p.data), p.indices, p.indptr), p.shape)
+
+
+def _affine_interval(
+    w: Matrix | None, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Round a computed derivative range outward (see :meth:`Activation.derivative_range`);
-    ends flagged exact are kept."""
-    lo_out = np.maximum(lo * (1.0 - _DERIVATIVE_REL_ERROR), 0.0)
-    hi_out = hi * (1.0 + _DERIVATIVE_REL_ERROR) + 64 * TINY
-    return np.where(lo_exact, lo, lo_out), np.where(hi_exact, hi, hi_out)
+    """``{W x + b : lo ≤ x ≤ hi}`` enclosed by centre/radius arithmetic, rounded outward."""
+    if w is None:
+        return lo.copy(), hi.copy()
+    mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    w_abs = abs(w)
+    bias = np.zeros(w.shape[0]) if b is None else b
+    zc = np.asarray(w @ mid).ravel() + bias
+    zr = np.asarray(w_abs @ rad).ravel()
+    n = w.shape[1]
+    slack = (n + 4) * EPS * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(bias) + zr)
+    return zc - zr - slack, zc + zr + slack
 
 
-IDENTITY = Activation("identity")
+def matrix_arrays(key: str, m: Matrix) -> dict[str, np.ndarray]:
+    """npz arrays of a matrix: ``key`` (dense) or ``key_data/_indices/_indptr/_shape`` (CSR)."""
+    if sp.issparse(m):
+        csr = sp.csr_matrix(m)
+        csr.sort_indices()
+        return {
+            f"{key}_data": np.asarray(csr.data, dtype=float),
+            f"{key}_indices": np.asarray(csr.indices, dtype=np.int64),
+            f"{key}_indptr": np.asarray(csr.indptr, dtype=np.int64),
+            f"{key}_shape": np.asarray(csr.shape, dtype=np.int64),
+        }
+    return {key: np.asarray(m, dtype=float)}
 
 
+def matrix_from_arrays(arrays: Mapping[str, np.ndarray], key: str) -> Matrix | None:
+    """Inverse of :func:`matrix_arrays` (None when neither form is present)."""
+    if key in arrays:
+        return np.asarray(arrays[key], dtype=float)
+    if f"{key}_data" not in arrays:
+        return None
+    try:
+        shape = tuple(int(d) for d in np.asarray(arrays[f"{key}_shape"]).ravel())
+        data = np.asarray(arrays[f"{key}_data"], dtype=float)
+        m = sp.csr_matrix((data, arrays[f"{key}_indices"], arrays[f"{key}_indptr"]), shape=shape)
+        m.check_format(full_check=True)
+    except (KeyError, ValueError, TypeError, IndexError) as err:
+        raise LipoptError(f"sparse matrix {key} is malformed or incomplete ({err})") from None
+    return m
+
+
+def _hash_matrix(h, m: Matrix | None) -> None:
+    """Dense: ``dense`` + shape + little-endian float64 bytes; sparse: canonical CSR arrays."""
+    if m is None:
+        h.update(b"none")
+    elif sp.issparse(m):
+        csr = sp.csr_matrix(m, dtype=np.float64, copy=True)
+        csr.sum_duplicates()
+        csr.sort_indices()
+        h.update(b"csr" + np.asarray(csr.shape, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(csr.data, dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(csr.indices, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(csr.indptr, dtype="<i8").tobytes())
+    else:
+        a = np.ascontiguousarray(m, dtype="<f8")
+        h.update(b"dense" + np.asarray(a.shape, dtype="<i8").tobytes())
+        h.update(a.tobytes())
+
+
+def _check_finite(m: Matrix, what: str) -> None:
+    data = m.data if sp.issparse(m) else np.asarray(m)
+    if not np.all(np.isfinite(data)):
+        raise LipoptError(f"{what} contains NaN or inf values")
+
+
+def _scaled(cap: np.ndarray, w: Matrix) -> Matrix:
+    """``diag(cap) W``."""
+    return sp.diags(cap) @ w if sp.issparse(w) else cap[:, None] * np.asarray(w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dense:
     """Affine map ``z = W a + b`` followed by ``activation`` (``W`` is ``out × in``)."""
@@ -188,10 +222,67 @@ class Dense:
     def dense_weight(self) -> np.ndarray:
         return self.weight.toarray() if sp.issparse(self.weight) else np.asarray(self.weight)
 
+    def validate(self, where: str) -> None:
+        w = self.weight
+        if w.ndim != 2:
+            raise LipoptError(f"{where}: weight must be a 2-D matrix, got shape {w.shape}")
+        if 0 in w.shape:
+            raise LipoptError(
+                f"{where}: weight has shape {w.shape}; a layer with no neurons or no inputs cuts the "
+                "output off from the input: give it at least one of each, or remove it"
+            )
+        _check_finite(w, f"{where}: weight")
+        b = np.asarray(self.bias)
+        if b.shape != (w.shape[0],):
+            raise LipoptError(
+                f"{where}: bias has shape {b.shape}, expected ({w.shape[0]},) "
+                f"to match the weight's {w.shape[0]} outputs"
+            )
+        if not np.all(np.isfinite(b)):
+            raise LipoptError(f"{where}: bias contains NaN or inf values")
+
+    def sites(self) -> list[Site]:
+        return [Site(self.activation, self.out_dim)]
+
+    def forward(self, a: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        return _matvec(self.weight, a) + self.bias, []
+
+    def pullback(self, g: Any, ops: PullbackOps) -> Any:
+        return ops.pull(g, self.weight)
+
+    def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        return (*_affine_interval(self.weight, self.bias, lo, hi), [])
+
+    def affine(self) -> tuple[Matrix, np.ndarray]:
+        return self.weight, self.bias
+
+    def matrices(self) -> list[Matrix]:
+        return [self.weight]
+
     def nnz(self) -> int:
-        if sp.issparse(self.weight):
-            return int(self.weight.count_nonzero())
-        return int(np.count_nonzero(self.weight))
+        return _count_nonzero(self.weight)
+
+    def num_parameters(self) -> int:
+        return int(self.weight.shape[0] * self.weight.shape[1] + self.out_dim)
+
+    def naive_norm(self, norm, caps: Sequence[np.ndarray]) -> float:
+        """``‖diag(cap) W‖_{p→p}`` (``caps``: the output site's ``max |σ'|``; none: ``‖W‖``)."""
+        return norm.operator_norm(_scaled(caps[0], self.weight) if caps else self.weight)
+
+    def pattern(self) -> Dense:
+        return Dense(_pattern(self.weight), self.bias, self.activation)
+
+    def to_arrays(self, index: int) -> dict[str, np.ndarray]:
+        """``W{index}`` (or its CSR parts) and ``b{index}``; the activation is stored by the caller."""
+        return {**matrix_arrays(f"W{index}", self.weight), f"b{index}": np.asarray(self.bias, dtype=float)}
+
+    def update_hash(self, h) -> None:
+        _hash_matrix(h, self.weight)
+        h.update(np.ascontiguousarray(self.bias, dtype="<f8").tobytes())
+        h.update(f"{self.activation.name}:{self.activation.alpha!r};".encode())
+
+    def label(self) -> str:
+        return str(self.out_dim)
 
 
 @dataclass(frozen=True)
@@ -201,6 +292,7 @@ class Residual:
     ``skip`` (A) and ``out`` (B) default to the identity; ``activation`` (σ) to the identity, so
     ``Residual(inner)`` is the plain ``y = x + F(x)``. The Jacobian is
     ``J = diag(σ'(y)) (A + B J_F(x))``: the norm-gradient polynomial gets lower-degree terms.
+    Sites: one per inner layer, then the block's output.
     """
 
     inner: tuple[Dense, ...]
@@ -223,97 +315,164 @@ class Residual:
             return int(self.out.shape[0])
         return self.inner[-1].out_dim
 
+    def validate(self, where: str) -> None:
+        if not self.inner:
+            raise LipoptError(f"{where}: residual block has an empty inner chain F")
+        for j, layer in enumerate(self.inner):
+            layer.validate(f"{where}, inner layer {j}")
+            if j > 0 and self.inner[j - 1].out_dim != layer.in_dim:
+                raise LipoptError(
+                    f"{where}, inner layer {j}: expects {layer.in_dim} inputs, "
+                    f"gets {self.inner[j - 1].out_dim}"
+                )
+        n_in, n_f = self.inner[0].in_dim, self.inner[-1].out_dim
+        for name, m in (("skip", self.skip), ("out", self.out)):
+            if m is not None:
+                _check_finite(m, f"{where}: {name} matrix")
+        a_shape = self.skip.shape if self.skip is not None else (n_in, n_in)
+        b_shape = self.out.shape if self.out is not None else (n_f, n_f)
+        if a_shape[1] != n_in or b_shape[1] != n_f or a_shape[0] != b_shape[0]:
+            raise LipoptError(
+                f"{where}: residual shapes do not chain: A is {a_shape[0]}×{a_shape[1]}, "
+                f"B is {b_shape[0]}×{b_shape[1]}, F maps {n_in} → {n_f} (need A: m×{n_in}, B: m×{n_f})"
+            )
+
+    def sites(self) -> list[Site]:
+        return [s for d in self.inner for s in d.sites()] + [Site(self.activation, self.out_dim)]
+
+    def forward(self, a: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        h, zs = a, []
+        for d in self.inner:
+            z, _ = d.forward(h)
+            zs.append(z)
+            h = d.activation(z)
+        return _matvec(self.skip, a) + _matvec(self.out, h), zs
+
+    def pullback(self, g: Any, ops: PullbackOps) -> Any:
+        """``g ← Aᵀ g + J_F(s)ᵀ Bᵀ g`` with the inner sites taken through ``ops.site``."""
+        skip = ops.pull(g, self.skip)
+        h = ops.pull(g, self.out)
+        for d in reversed(self.inner):
+            h = d.pullback(ops.site(h), ops)
+        return ops.add(skip, h)
+
+    def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        inner: list[tuple[np.ndarray, np.ndarray]] = []
+        hl, hh = lo, hi
+        for d in self.inner:
+            zl, zu, _ = d.interval_bounds(hl, hh)
+            inner.append((zl, zu))
+            hl, hh = d.activation.value_range(zl, zu)
+        al, au = _affine_interval(self.skip, None, lo, hi)
+        bl, bu = _affine_interval(self.out, None, hl, hh)
+        zl, zu = al + bl, au + bu
+        rnd = 4 * EPS * (np.abs(zl) + np.abs(zu))
+        return zl - rnd, zu + rnd, inner
+
+    def affine(self) -> None:
+        return None
+
     def matrices(self) -> list[Matrix]:
         return [m for m in (self.skip, self.out) if m is not None] + [d.weight for d in self.inner]
 
     def nnz(self) -> int:
-        extra = sum(
-            int(m.count_nonzero()) if sp.issparse(m) else int(np.count_nonzero(m))
-            for m in (self.skip, self.out)
-            if m is not None
-        )
-        return extra + sum(d.nnz() for d in self.inner)
+        return _count_nonzero(self.skip) + _count_nonzero(self.out) + sum(d.nnz() for d in self.inner)
+
+    def num_parameters(self) -> int:
+        extra = sum(m.shape[0] * m.shape[1] for m in (self.skip, self.out) if m is not None)
+        return int(extra + sum(d.num_parameters() for d in self.inner))
+
+    def naive_norm(self, norm, caps: Sequence[np.ndarray]) -> float:
+        """``max cap_out · (‖A‖ + ‖B‖ · Π_j ‖diag(cap_j) W_j‖)`` (caps in site order)."""
+        f_norm = 1.0
+        for d, cap in zip(self.inner, caps[:-1], strict=True):
+            f_norm *= d.naive_norm(norm, [cap])
+        a = 1.0 if self.skip is None else norm.operator_norm(self.skip)
+        b = 1.0 if self.out is None else norm.operator_norm(self.out)
+        return float(np.max(caps[-1])) * (a + b * f_norm) * (1 + 4 * EPS)
+
+    def pattern(self) -> Residual:
+        inner = tuple(d.pattern() for d in self.inner)
+        return Residual(inner, _pattern(self.skip), _pattern(self.out), self.activation)
+
+    def to_arrays(self, index: int) -> dict[str, np.ndarray]:
+        """``R{index}_W{j}``/``R{index}_b{j}`` (inner layers), ``R{index}_skip``, ``R{index}_out``
+        (when not the identity) and ``R{index}_activation``/``R{index}_alpha`` (inner
+        activations); the block's own activation is stored by the caller."""
+        p = f"R{index}_"
+        out: dict[str, np.ndarray] = {}
+        for j, d in enumerate(self.inner):
+            out.update({p + k: v for k, v in d.to_arrays(j).items()})
+        for name, m in (("skip", self.skip), ("out", self.out)):
+            if m is not None:
+                out.update(matrix_arrays(p + name, m))
+        out[p + "activation"] = np.array([d.activation.name for d in self.inner])
+        out[p + "alpha"] = np.array([float(d.activation.alpha) for d in self.inner])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], activation: Activation, where: str) -> Residual:
+        """Inverse of :meth:`to_arrays` (``arrays`` without the ``R{index}_`` prefix)."""
+        names = [str(n) for n in np.asarray(arrays.get("activation", np.array([]))).ravel()]
+        alphas = np.asarray(arrays.get("alpha", np.full(len(names), 0.01)), dtype=float).ravel()
+        if len(alphas) != len(names):
+            raise LipoptError(f"{where}: {len(names)} inner activations but {len(alphas)} alphas")
+        inner = []
+        for j, (name, alpha) in enumerate(zip(names, alphas, strict=True)):
+            w = matrix_from_arrays(arrays, f"W{j}")
+            if w is None:
+                raise LipoptError(f"{where}: inner layer {j} has no weight W{j}")
+            b = np.asarray(arrays.get(f"b{j}", np.zeros(w.shape[0])), dtype=float).ravel()
+            inner.append(Dense(w, b, Activation(name, float(alpha))))
+        skip, out = matrix_from_arrays(arrays, "skip"), matrix_from_arrays(arrays, "out")
+        block = cls(tuple(inner), skip, out, activation)
+        block.validate(where)
+        return block
+
+    def update_hash(self, h) -> None:
+        h.update(b"residual")
+        _hash_matrix(h, self.skip)
+        _hash_matrix(h, self.out)
+        for d in self.inner:
+            d.update_hash(h)
+        h.update(f"end:{self.activation.name}:{self.activation.alpha!r};".encode())
+
+    def label(self) -> str:
+        return f"res({self.out_dim})"
 
 
-Block = Dense | Residual
+# ---------------------------------------------------------------------------------------------
+# Pullback operations
+# ---------------------------------------------------------------------------------------------
+class _SlopeOps:
+    """Numeric VJP: ``g`` is a batch (rows); sites multiply by the given slopes (consumed from
+    the last site backwards); ``absolute`` replaces every matrix by ``|m|``."""
+
+    def __init__(self, slopes: Sequence[np.ndarray], absolute: bool) -> None:
+        self.slopes, self.k, self.absolute = slopes, len(slopes), absolute
+
+    def pull(self, g: np.ndarray, m: Matrix | None) -> np.ndarray:
+        return _rmatvec(m, g, self.absolute)
+
+    def site(self, g: np.ndarray) -> np.ndarray:
+        self.k -= 1
+        return g * self.slopes[self.k]
+
+    def add(self, g: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return g + h
 
 
-def _matvec(m: Matrix | None, a: np.ndarray) -> np.ndarray:
-    """``a @ mᵀ`` for a batch ``a`` (rows); ``None`` is the identity."""
-    return a if m is None else np.asarray(m @ a.T).T
-
-
-def _rmatvec(m: Matrix | None, g: np.ndarray, absolute: bool = False) -> np.ndarray:
-    """``g @ m`` (i.e. ``mᵀ g`` per row); with ``absolute`` uses ``|m|``."""
-    if m is None:
-        return g
-    mm = abs(m) if absolute else m
-    return np.asarray(mm.T @ g.T).T
-
-
-def _validate_dense(layer: Dense, where: str) -> None:
-    w = layer.weight
-    if w.ndim != 2:
-        raise LipoptError(f"{where}: weight must be a 2-D matrix, got shape {w.shape}")
-    if 0 in w.shape:
-        raise LipoptError(
-            f"{where}: weight has shape {w.shape}; a layer with no neurons or no inputs cuts the "
-            "output off from the input: give it at least one of each, or remove it"
-        )
-    data = w.data if sp.issparse(w) else np.asarray(w)
-    if not np.all(np.isfinite(data)):
-        raise LipoptError(f"{where}: weight contains NaN or inf values")
-    b = np.asarray(layer.bias)
-    if b.shape != (w.shape[0],):
-        raise LipoptError(
-            f"{where}: bias has shape {b.shape}, expected ({w.shape[0]},) "
-            f"to match the weight's {w.shape[0]} outputs"
-        )
-    if not np.all(np.isfinite(b)):
-        raise LipoptError(f"{where}: bias contains NaN or inf values")
-
-
-def _validate_residual(block: Residual, where: str) -> None:
-    if not block.inner:
-        raise LipoptError(f"{where}: residual block has an empty inner chain F")
-    for j, layer in enumerate(block.inner):
-        _validate_dense(layer, f"{where}, inner layer {j}")
-        if j > 0 and block.inner[j - 1].out_dim != layer.in_dim:
-            raise LipoptError(
-                f"{where}, inner layer {j}: expects {layer.in_dim} inputs, gets {block.inner[j - 1].out_dim}"
-            )
-    n_in, n_f = block.inner[0].in_dim, block.inner[-1].out_dim
-    for name, m in (("skip", block.skip), ("out", block.out)):
-        if m is not None:
-            data = m.data if sp.issparse(m) else np.asarray(m)
-            if not np.all(np.isfinite(data)):
-                raise LipoptError(f"{where}: {name} matrix contains NaN or inf values")
-    a_shape = block.skip.shape if block.skip is not None else (n_in, n_in)
-    b_shape = block.out.shape if block.out is not None else (n_f, n_f)
-    if a_shape[1] != n_in or b_shape[1] != n_f or a_shape[0] != b_shape[0]:
-        raise LipoptError(
-            f"{where}: residual shapes do not chain: A is {a_shape[0]}×{a_shape[1]}, "
-            f"B is {b_shape[0]}×{b_shape[1]}, F maps {n_in} → {n_f} (need A: m×{n_in}, B: m×{n_f})"
-        )
-
-
-@dataclass(frozen=True)
-class Site:
-    """An activation site: ``size`` neurons whose derivative ``σ'(z)`` enters the gradient."""
-
-    activation: Activation
-    size: int
-
-
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Network:
     """An ordered chain of blocks ``x ↦ W_{L+1} σ(… σ(W_1 x + b_1) …) + b_{L+1}``.
 
-    Blocks are :class:`Dense` layers or :class:`Residual` blocks. Every block but the last
-    contributes activation *sites* (a Dense layer one, a residual block one per inner layer
-    plus its output activation); the polynomial has one ``s`` variable per site neuron.
-    Validated on construction: at least one layer, shapes chain, weights and biases finite,
-    and the last block is a Dense layer with the identity activation.
+    Every block but the last contributes its activation *sites* (:meth:`Block.sites`); the
+    polynomial has one ``s`` variable per site neuron. Validated on construction: at least one
+    layer, shapes chain, weights and biases finite, and the last block is affine with the
+    identity activation.
     """
 
     layers: tuple[Block, ...]
@@ -326,19 +485,16 @@ class Network:
         if not layers:
             raise LipoptError("empty network: it has no layers")
         for i, layer in enumerate(layers):
-            if isinstance(layer, Residual):
-                _validate_residual(layer, f"layer {i}")
-            elif isinstance(layer, Dense):
-                _validate_dense(layer, f"layer {i}")
-            else:
+            if not isinstance(layer, Block):
                 raise LipoptError(f"layer {i}: unknown layer type {type(layer).__name__}")
+            layer.validate(f"layer {i}")
             if i > 0 and layers[i - 1].out_dim != layer.in_dim:
                 raise LipoptError(
                     f"layer {i}: expects {layer.in_dim} inputs but layer {i - 1} "
                     f"has {layers[i - 1].out_dim} outputs (shape mismatch)"
                 )
         last = layers[-1]
-        if not isinstance(last, Dense) or last.activation.name != "identity":
+        if last.affine() is None or last.activation.name != "identity":
             raise LipoptError(
                 "the last layer must be affine (a Dense layer with identity activation); append "
                 "a Dense layer with an identity weight to bound a network that ends otherwise"
@@ -375,18 +531,22 @@ class Network:
 
     @property
     def is_chain(self) -> bool:
-        """True when every block is a Dense layer (no residual blocks)."""
-        return all(isinstance(layer, Dense) for layer in self.layers)
+        """True when every block is one affine map followed by σ (no residual blocks)."""
+        return all(layer.affine() is not None for layer in self.layers)
 
     @property
     def sites(self) -> list[Site]:
         """Activation sites in forward order (inner layers of a residual block, then its output)."""
-        out: list[Site] = []
+        return [s for layer in self.layers[:-1] for s in layer.sites()]
+
+    def per_block(self, per_site: Sequence[Any]) -> Iterator[tuple[Block, list[Any]]]:
+        """Each block with its slice of a per-site list (the last block gets ``[]``)."""
+        k = 0
         for layer in self.layers[:-1]:
-            if isinstance(layer, Residual):
-                out.extend(Site(d.activation, d.out_dim) for d in layer.inner)
-            out.append(Site(layer.activation, layer.out_dim))
-        return out
+            n = len(layer.sites())
+            yield layer, list(per_site[k : k + n])
+            k += n
+        yield self.layers[-1], []
 
     @property
     def input_dim(self) -> int:
@@ -410,47 +570,38 @@ class Network:
         return [self.input_dim, *self.hidden_sizes, self.output_dim]
 
     def matrices(self) -> list[Matrix]:
-        return [
-            m
-            for layer in self.layers
-            for m in (layer.matrices() if isinstance(layer, Residual) else [layer.weight])
-        ]
+        return [m for layer in self.layers for m in layer.matrices()]
 
     def num_parameters(self) -> int:
-        weights = sum(m.shape[0] * m.shape[1] for m in self.matrices())
-        biases = sum(
-            d.out_dim
-            for layer in self.layers
-            for d in (layer.inner if isinstance(layer, Residual) else [layer])
-        )
-        return int(weights + biases)
+        return sum(layer.num_parameters() for layer in self.layers)
 
     def num_nonzeros(self) -> int:
         return sum(layer.nnz() for layer in self.layers)
 
     def architecture(self) -> str:
-        parts = [str(self.input_dim)]
+        return "-".join([str(self.input_dim), *(layer.label() for layer in self.layers)])
+
+    def pattern(self) -> Network:
+        """The same structure with every matrix replaced by its 0/1 pattern."""
+        return Network(tuple(layer.pattern() for layer in self.layers), name=self.name)
+
+    def content_hash(self) -> str:
+        """sha256 (hex) of the weights, biases and activations of every block (not the name or
+        ``x0``): equal hashes mean the same function."""
+        h = hashlib.sha256()
         for layer in self.layers:
-            parts.append(f"res({layer.out_dim})" if isinstance(layer, Residual) else str(layer.out_dim))
-        return "-".join(parts)
+            layer.update_hash(h)
+        return h.hexdigest()
 
     # ---- evaluation ------------------------------------------------------------------------
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Forward pass of a batch; returns the output and the pre-activation of every site."""
         a = np.atleast_2d(np.asarray(x, dtype=float))
         zs: list[np.ndarray] = []
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Residual):
-                h = a
-                for d in layer.inner:
-                    z = _matvec(d.weight, h) + d.bias
-                    zs.append(z)
-                    h = d.activation(z)
-                y = _matvec(layer.skip, a) + _matvec(layer.out, h)
-            else:
-                y = _matvec(layer.weight, a) + layer.bias
-            if i < last:
+        for layer in self.layers:
+            y, inner = layer.forward(a)
+            zs.extend(inner)
+            if layer is not self.layers[-1]:
                 zs.append(y)
             a = layer.activation(y)
         return a, zs
@@ -464,6 +615,14 @@ class Network:
         """Pre-activations ``z`` of every site (see :attr:`sites`) for a batch ``x`` (``m × n``)."""
         return self._run(x)[1]
 
+    def pullback(self, g: Any, ops: PullbackOps) -> Any:
+        """``J(s)ᵀ g`` through every block, output to input, sites through ``ops.site``."""
+        for layer in reversed(self.layers):
+            if layer is not self.layers[-1]:
+                g = ops.site(g)
+            g = layer.pullback(g, ops)
+        return g
+
     def backward(self, g: np.ndarray, slopes: Sequence[np.ndarray], absolute: bool = False) -> np.ndarray:
         """Vector–Jacobian product through the network with given site slopes ``D``.
 
@@ -471,21 +630,14 @@ class Network:
         ``g ← Aᵀ D g + J_Fᵀ Bᵀ D g``). With ``absolute=True`` every matrix is replaced by its
         entrywise absolute value (for entrywise upper bounds on ``|∇f|``).
         """
-        k = len(slopes)
-        for layer in reversed(self.layers):
-            if layer is not self.layers[-1]:
-                k -= 1
-                g = g * slopes[k]
-            if isinstance(layer, Residual):
-                g_skip = _rmatvec(layer.skip, g, absolute)
-                h = _rmatvec(layer.out, g, absolute)
-                for d in reversed(layer.inner):
-                    k -= 1
-                    h = _rmatvec(d.weight, h * slopes[k], absolute)
-                g = g_skip + h
-            else:
-                g = _rmatvec(layer.weight, g, absolute)
-        return g
+        return self.pullback(g, _SlopeOps(slopes, absolute))
+
+    def slopes(self, x: np.ndarray, beta: float | None = None) -> list[np.ndarray]:
+        """``σ'(z)`` of every site at a batch ``x``; with ``beta`` the smooth surrogates."""
+        pairs = zip(self.sites, self.pre_activations(x), strict=True)
+        if beta is None:
+            return [site.activation.derivative(z) for site, z in pairs]
+        return [site.activation.smooth_derivative(z, beta) for site, z in pairs]
 
     def gradient(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         """``∇ₓ (cᵀ N(x))`` for a batch ``x`` (``m × n``), returned as ``m × n``.
@@ -493,19 +645,27 @@ class Network:
         ``∇f = W_1ᵀ D_1 W_2ᵀ D_2 ⋯ W_Lᵀ D_L W_{L+1}ᵀ c`` with ``D_l = diag(σ'(z_l))``.
         """
         x2 = np.atleast_2d(np.asarray(x, dtype=float))
-        zs = self.pre_activations(x2)
-        slopes = [site.activation.derivative(z) for site, z in zip(self.sites, zs, strict=True)]
         g = np.tile(np.asarray(c, dtype=float).ravel(), (x2.shape[0], 1))
-        g = self.backward(g, slopes)
+        g = self.backward(g, self.slopes(x2))
         return g if np.ndim(x) == 2 else g[0]
+
+    def jacobian(self, x: np.ndarray, slopes: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """The Jacobians ``J(x)`` (``B × out × in``) of a batch ``x`` (``B × in``), from the site
+        slopes at ``x`` (or the given ``slopes``, e.g. smooth surrogates)."""
+        x2 = np.atleast_2d(np.asarray(x, dtype=float))
+        m, b = self.output_dim, x2.shape[0]
+        slopes = self.slopes(x2) if slopes is None else slopes
+        rows = [np.repeat(s, m, axis=0) for s in slopes]
+        eye = np.tile(np.eye(m), (b, 1))
+        return self.backward(eye, rows).reshape(b, m, self.input_dim)
 
     # ---- interval bounds -------------------------------------------------------------------
     def interval_bounds(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Pre-activation intervals ``[l, u]`` of every site for ``x ∈ [lo, hi]``.
 
         Interval arithmetic: with centre ``m`` and radius ``r`` of the previous activation box,
-        ``z ∈ W m + b ± |W| r`` (widened outward by a rounding margin). Activations are
-        monotone, so the next box is ``[σ(l), σ(u)]``.
+        ``z ∈ W m + b ± |W| r`` (widened outward by a rounding margin); the next box is
+        :meth:`~lipopt.activations.Activation.value_range` (no monotonicity assumed).
         """
         lo = np.asarray(lo, dtype=float).ravel()
         hi = np.asarray(hi, dtype=float).ravel()
@@ -517,37 +677,8 @@ class Network:
             raise LipoptError("input box has lower bounds above upper bounds")
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for layer in self.layers[:-1]:
-            if isinstance(layer, Residual):
-                hl, hh = lo, hi
-                for d in layer.inner:
-                    zl, zu = _affine_interval(d.weight, d.bias, hl, hh)
-                    out.append((zl, zu))
-                    hl, hh = d.activation(zl), d.activation(zu)
-                al, au = _affine_interval(layer.skip, None, lo, hi)
-                bl, bu = _affine_interval(layer.out, None, hl, hh)
-                zl, zu = al + bl, au + bu
-                rnd = 4 * EPS * (np.abs(zl) + np.abs(zu))
-                zl, zu = zl - rnd, zu + rnd
-            else:
-                zl, zu = _affine_interval(layer.weight, layer.bias, lo, hi)
+            zl, zu, inner = layer.interval_bounds(lo, hi)
+            out.extend(inner)
             out.append((zl, zu))
-            lo, hi = layer.activation(zl), layer.activation(zu)
+            lo, hi = layer.activation.value_range(zl, zu)
         return out
-
-
-
-
-def _affine_interval(
-    w: Matrix | None, b: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``{W x + b : lo ≤ x ≤ hi}`` enclosed by centre/radius arithmetic, rounded outward."""
-    if w is None:
-        return lo.copy(), hi.copy()
-    mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    w_abs = abs(w)
-    bias = np.zeros(w.shape[0]) if b is None else b
-    zc = np.asarray(w @ mid).ravel() + bias
-    zr = np.asarray(w_abs @ rad).ravel()
-    n = w.shape[1]
-    slack = (n + 4) * EPS * (np.asarray(w_abs @ np.abs(mid)).ravel() + np.abs(bias) + zr)
-    return zc - zr - slack, zc + zr + slack

@@ -2,11 +2,12 @@
 
 :func:`plot_results` writes, for every norm × radius of the table:
 
-* ``bounds_<norm>_<radius>[_pK]`` — bound vs degree for each relaxation, one panel per network
-  (small multiples, 12 per page), with the lower bound (the grey area below it is impossible for
-  the true constant), the naive norm product and the other degree-free bounds as reference lines;
-  hollow markers are values that are not certified;
-* ``time_<norm>_<radius>`` — build and solve time vs degree (log scale) per network family and
+* ``bounds_<norm>_<radius>[_pK]`` — bound vs level for each method with a hierarchy (lp level k,
+  sdp order d), one panel per network (small multiples, 12 per page), with the lower bound (the
+  grey area below it is impossible for the true constant), the naive norm product and the other
+  level-free bounds as reference lines; hollow markers are values that are not certified, and
+  rows stopped by a time, node or memory limit are marked "limit" (a valid but looser value);
+* ``time_<norm>_<radius>`` — build and solve time vs level (log scale) per network family and
   method: median over seeds, bars from min to max;
 * ``tightness_<norm>_<radius>`` — only when the sweep has several band widths: bound / lower
   bound vs band, per architecture, for every method (and the best certified bound per network).
@@ -35,18 +36,36 @@ __all__ = ["plot_bounds", "plot_cliques", "plot_results", "plot_tightness", "plo
 
 FORMATS = ("png", "pdf")
 PANELS_PER_PAGE = 12
-RELAXATIONS = ("lp", "sdp", "sdp+lp")
-# degree-free upper bounds drawn as horizontal reference lines
-REFERENCE_STYLES = {
-    "naive": dict(color="0.35", linestyle=":", linewidth=1.6),
-    "abs-product": dict(color="tab:brown", linestyle="-.", linewidth=1.3),
-    "exact-pop": dict(color="tab:purple", linestyle="--", linewidth=1.3),
-    "lipsdp": dict(color="tab:pink", linestyle="--", linewidth=1.3),
-}
 LOWER_STYLE = dict(color="black", linestyle="--", linewidth=1.4)
-METHOD_COLORS = {"lp": "tab:blue", "sdp": "tab:orange", "sdp+lp": "tab:green",
-                 "naive": "0.35", "abs-product": "tab:brown", "exact-pop": "tab:purple",
-                 "lipsdp": "tab:pink", "lower": "black"}
+_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+            "tab:olive", "tab:cyan", "tab:gray")
+_LINESTYLES = (":", "-.", "--", (0, (3, 1, 1, 1)))
+
+
+def _registry() -> dict[str, Any]:
+    from .registry import methods
+
+    return methods()
+
+
+def hierarchy_methods() -> tuple[str, ...]:
+    """Methods drawn against their level (lp, sdp, …): those with a hierarchy in the registry."""
+    return tuple(n for n, m in _registry().items() if m.hierarchy is not None)
+
+
+def method_colors() -> dict[str, str]:
+    """One colour per registered method (registry order; naive grey, the lower bound black)."""
+    names = [n for n in _registry() if n not in ("naive", "lower")]
+    colors = {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)}
+    return {"naive": "0.35", **colors, "lower": "black"}
+
+
+def reference_styles() -> dict[str, dict]:
+    """Level-free upper bounds, drawn as horizontal reference lines."""
+    colors = method_colors()
+    names = [n for n, m in _registry().items() if m.hierarchy is None and m.kind == "upper"]
+    return {n: dict(color=colors[n], linestyle=_LINESTYLES[i % len(_LINESTYLES)], linewidth=1.4)
+            for i, n in enumerate(names)}
 MARKERS = "osD^v<>ph*"
 RC = {
     "figure.dpi": 100, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
@@ -174,18 +193,22 @@ def _figure_legend(fig: Any, axes: Iterable[Any], ncol: int = 6) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Bound vs degree
+# Bound vs level
 # ---------------------------------------------------------------------------------------------
 def _bounds_panel(ax: Any, rows: Sequence[Mapping], title: str) -> None:
-    relax = [r for r in rows if r.get("method") in RELAXATIONS and r.get("degree") is not None]
-    degrees = sorted({int(r["degree"]) for r in relax})
+    hierarchies = hierarchy_methods()
+    colors = method_colors()
+    relax = [r for r in rows if r.get("method") in hierarchies and r.get("level") is not None]
+    levels = sorted({int(r["level"]) for r in relax})
     values: list[float] = []
-    for i, method in enumerate(m for m in RELAXATIONS if any(r["method"] == m for r in relax)):
-        mr = sorted((r for r in relax if r["method"] == method), key=lambda r: r["degree"])
-        color, marker = METHOD_COLORS[method], MARKERS[i % len(MARKERS)]
-        xs = np.array([r["degree"] for r in mr if _ok(r.get("value"))], dtype=float)
-        ys = np.array([r["value"] for r in mr if _ok(r.get("value"))], dtype=float)
-        cert = np.array([bool(r.get("certified")) for r in mr if _ok(r.get("value"))], dtype=bool)
+    for i, method in enumerate(m for m in hierarchies if any(r["method"] == m for r in relax)):
+        mr = sorted((r for r in relax if r["method"] == method), key=lambda r: r["level"])
+        color, marker = colors[method], MARKERS[i % len(MARKERS)]
+        good = [r for r in mr if _ok(r.get("value"))]
+        xs = np.array([r["level"] for r in good], dtype=float)
+        ys = np.array([r["value"] for r in good], dtype=float)
+        cert = np.array([bool(r.get("certified")) for r in good], dtype=bool)
+        limited = np.array([bool(r.get("time_limited")) for r in good], dtype=bool)
         if xs.size:
             ax.plot(xs, ys, color=color, linewidth=1.5, label=method)
             ax.plot(xs[cert], ys[cert], linestyle="none", marker=marker, color=color, ms=6)
@@ -193,12 +216,15 @@ def _bounds_panel(ax: Any, rows: Sequence[Mapping], title: str) -> None:
                 ax.plot(xs[~cert], ys[~cert], linestyle="none", marker=marker, ms=7,
                         markerfacecolor="white", markeredgecolor=color,
                         label="not certified")
+            if limited.any():  # stopped by a limit: valid, but not the level's converged value
+                ax.plot(xs[limited], ys[limited], linestyle="none", marker="s", ms=11,
+                        markerfacecolor="none", markeredgecolor="red", label="limit (not converged)")
             values.extend(ys.tolist())
         failed = [r for r in mr if not _ok(r.get("value"))]
-        for r in failed:  # a failed degree: a small cross on the axis
-            ax.plot([r["degree"]], [0], marker="x", color=color, ms=6, clip_on=False,
+        for r in failed:  # a failed or refused level: a small cross on the axis
+            ax.plot([r["level"]], [0], marker="x", color=color, ms=6, clip_on=False,
                     transform=ax.get_xaxis_transform(), label="failed / no bound")
-    for method, style in REFERENCE_STYLES.items():
+    for method, style in reference_styles().items():
         v = next((r["value"] for r in rows if r.get("method") == method and r.get("certified")
                   and _ok(r.get("value"))), None)
         if v is None and method == "naive":
@@ -221,20 +247,20 @@ def _bounds_panel(ax: Any, rows: Sequence[Mapping], title: str) -> None:
             ax.set_ylim(max(0.0, lo - 0.08 * span), hi + 0.08 * span)
         if low is not None:
             ax.axhspan(ax.get_ylim()[0], low, color="0.5", alpha=0.12, linewidth=0)
-    if degrees:
-        ax.set_xticks(degrees)
-        ax.set_xlim(degrees[0] - 0.5, degrees[-1] + 0.5)
-        ax.set_xlabel("degree / level")
+    if levels:
+        ax.set_xticks(levels)
+        ax.set_xlim(levels[0] - 0.5, levels[-1] + 0.5)
+        ax.set_xlabel("level (lp: k, sdp: order d)")
     else:
         ax.set_xticks([])
-        ax.set_xlabel("(no relaxation degrees in the table)")
+        ax.set_xlabel("(no hierarchy levels in the table)")
     ax.set_ylabel("Lipschitz bound")
     ax.set_title(title)
 
 
 def plot_bounds(rows: Sequence[Mapping], out_dir: str | os.PathLike,
                 formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Bound vs degree, one page per norm × radius with a panel per network (see module doc)."""
+    """Bound vs level, one page per norm × radius with a panel per network (see module doc)."""
     plt = _pyplot()
     fmts = _check_formats(formats)
     out = Path(out_dir)
@@ -252,7 +278,7 @@ def plot_bounds(rows: Sequence[Mapping], out_dir: str | os.PathLike,
                     net_rows = by_net[key]
                     target = next((r.get("target") for r in net_rows if r.get("target")), "")
                     _bounds_panel(ax, net_rows, f"{key[0]}" + (f"\n{target}" if target else ""))
-                fig.suptitle(f"Bound vs degree — {_norm_text(norm)} input norm, "
+                fig.suptitle(f"Bound vs level — {_norm_text(norm)} input norm, "
                              f"{_radius_text(radius)}")
                 _figure_legend(fig, axes.ravel())
                 stem = _stem("bounds", norm, radius) + (f"_p{p + 1}" if len(pages) > 1 else "")
@@ -261,7 +287,7 @@ def plot_bounds(rows: Sequence[Mapping], out_dir: str | os.PathLike,
 
 
 # ---------------------------------------------------------------------------------------------
-# Time vs degree
+# Time vs level
 # ---------------------------------------------------------------------------------------------
 def _median_range(values: Sequence[float]) -> tuple[float, float, float]:
     a = np.asarray(values, dtype=float)
@@ -270,12 +296,12 @@ def _median_range(values: Sequence[float]) -> tuple[float, float, float]:
 
 def plot_times(rows: Sequence[Mapping], out_dir: str | os.PathLike,
                formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Build and solve time vs degree (log scale), one figure per norm × radius."""
+    """Build and solve time vs level (log scale), one figure per norm × radius."""
     plt = _pyplot()
     fmts = _check_formats(formats)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    relax = [r for r in rows if r.get("method") in RELAXATIONS and r.get("degree") is not None]
+    relax = [r for r in rows if r.get("method") in hierarchy_methods() and r.get("level") is not None]
     paths: list[Path] = []
     by_nr = _group(relax, "norm", "radius")
     with plt.rc_context(RC):
@@ -289,12 +315,12 @@ def plot_times(rows: Sequence[Mapping], out_dir: str | os.PathLike,
                 color = plt.get_cmap("tab10")(i % 10)
                 marker = MARKERS[i % len(MARKERS)]
                 for ax, col in zip(axes, ("build_time_s", "solve_time_s"), strict=True):
-                    by_deg = _group(srows, "degree")
+                    by_level = _group(srows, "level")
                     pts = []
-                    for (deg,), drows in sorted(by_deg.items()):
-                        vals = [r[col] for r in drows if _ok(r.get(col))]
+                    for (level,), lrows in sorted(by_level.items()):
+                        vals = [r[col] for r in lrows if _ok(r.get(col))]
                         if vals:
-                            pts.append((deg, *_median_range(vals)))
+                            pts.append((level, *_median_range(vals)))
                     if not pts:
                         continue
                     any_data = True
@@ -304,15 +330,15 @@ def plot_times(rows: Sequence[Mapping], out_dir: str | os.PathLike,
             if not any_data:
                 plt.close(fig)
                 continue
-            degrees = sorted({int(r["degree"]) for r in sel})
+            levels = sorted({int(r["level"]) for r in sel})
             for ax, what in zip(axes, ("build (relaxation data)", "solve"), strict=True):
                 _plain_log(ax)
-                ax.set_xticks(degrees)
-                ax.set_xlim(degrees[0] - 0.5, degrees[-1] + 0.5)
-                ax.set_xlabel("degree / level")
+                ax.set_xticks(levels)
+                ax.set_xlim(levels[0] - 0.5, levels[-1] + 0.5)
+                ax.set_xlabel("level (lp: k, sdp: order d)")
                 ax.set_title(f"{what} time")
             axes[0].set_ylabel("seconds (median over seeds, min–max bars)")
-            fig.suptitle(f"Time vs degree — {_norm_text(norm)} input norm, "
+            fig.suptitle(f"Time vs level — {_norm_text(norm)} input norm, "
                          f"{_radius_text(radius)}")
             _figure_legend(fig, axes[:1], ncol=3)
             paths += _save(fig, out, _stem("time", norm, radius), fmts)
@@ -322,8 +348,8 @@ def plot_times(rows: Sequence[Mapping], out_dir: str | os.PathLike,
 # ---------------------------------------------------------------------------------------------
 # Tightness vs band
 # ---------------------------------------------------------------------------------------------
-def _series_label(method: str, degree: Any) -> str:
-    return method if degree is None else f"{method} {int(degree)}"
+def _series_label(method: str, level: Any) -> str:
+    return method if level is None else f"{method} {int(level)}"
 
 
 def plot_tightness(rows: Sequence[Mapping], out_dir: str | os.PathLike,
@@ -346,7 +372,7 @@ def plot_tightness(rows: Sequence[Mapping], out_dir: str | os.PathLike,
             for ax, arch in zip(axes.ravel(), archs, strict=False):
                 arows = [r for r in by_arch[arch] if r.get("certified") and _ok(r.get("value"))
                          and _ok(r.get("lower_bound"))]
-                series = _group(arows, "method", "degree")
+                series = _group(arows, "method", "level")
                 # best certified bound per network
                 best: dict[tuple, tuple[int, float]] = {}
                 for r in arows:
@@ -354,19 +380,20 @@ def plot_tightness(rows: Sequence[Mapping], out_dir: str | os.PathLike,
                     ratio = r["value"] / r["lower_bound"]
                     if k not in best or ratio < best[k][1]:
                         best[k] = (r["band"], ratio)
-                order = sorted(series, key=lambda k: (list(METHOD_COLORS).index(k[0])
-                                                      if k[0] in METHOD_COLORS else 99,
+                rank = list(method_colors())
+                refs = reference_styles()
+                order = sorted(series, key=lambda k: (rank.index(k[0]) if k[0] in rank else 99,
                                                       k[1] if k[1] is not None else -1))
-                for i, (method, degree) in enumerate(order):
-                    srows = series[(method, degree)]
+                for i, (method, level) in enumerate(order):
+                    srows = series[(method, level)]
                     bands = sorted({r["band"] for r in srows})
                     med = [float(np.median([r["value"] / r["lower_bound"] for r in srows
                                             if r["band"] == b])) for b in bands]
-                    style = REFERENCE_STYLES.get(method, {})
+                    style = refs.get(method, {})
                     color = style.get("color", plt.get_cmap("tab10")(i % 10))
                     ax.plot(bands, med, color=color, linestyle=style.get("linestyle", "-"),
                             marker=MARKERS[i % len(MARKERS)], ms=4, linewidth=1.3,
-                            label=_series_label(method, degree))
+                            label=_series_label(method, level))
                     ax.scatter([r["band"] for r in srows],
                                [r["value"] / r["lower_bound"] for r in srows],
                                color=color, s=8, alpha=0.35, linewidths=0)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import LipoptError
+
 PAD = -1
 
 
@@ -219,8 +221,12 @@ class Polynomial:
 
     # ---- display ---------------------------------------------------------------------------
     def to_sympy(self, names: list[str] | None = None):
-        """A sympy expression (display and export only; slow for large polynomials)."""
-        import sympy
+        """A sympy expression (display and export only; slow for large polynomials). Needs the
+        optional ``display`` extra (sympy)."""
+        try:
+            import sympy
+        except ImportError:
+            raise LipoptError("Polynomial.to_sympy needs sympy: pip install lipopt[display]") from None
 
         names = names or [f"v{i}" for i in range(self.n_vars)]
         syms = sympy.symbols(names)

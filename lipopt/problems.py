@@ -2,13 +2,18 @@
 
 For a scalar target ``f = cᵀN`` and input norm ℓp (dual ℓq), ``L_p(f) = sup_x ‖∇f(x)‖_q`` with
 ``∇f = W_1ᵀ D_1 ⋯ W_Lᵀ D_L W_{L+1}ᵀ c``. Relaxing ``σ'(z_{l,j})`` to ``s_{l,j} ∈ [lo, hi]`` gives
+the norm-gradient polynomial ``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c``, which the
+norm splits into binary POPs (:meth:`lipopt.norms.Norm.split_pops`):
 
-* ℓ∞ input: ``P(t, s) = tᵀ W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c`` over ``t ∈ [−1,1]^n``;
-  multilinear on a box, so the max is at a vertex: ``t = 2u − 1``, ``s = lo + (hi − lo)u``,
-  ``u ∈ {0,1}`` (one binary POP per scalar target).
+* ℓ∞ input: ``P`` over ``t ∈ [−1,1]^n``; multilinear on a box, so the max is at a vertex:
+  ``t = 2u − 1``, ``s = lo + (hi − lo)u``, ``u ∈ {0,1}`` (one binary POP per scalar target).
 * ℓ1 input: ``max_i |∂f/∂x_i|``: for each coordinate i and sign ±, the POP ``±P_i(s)``.
 * ℓ2 input: ``max_s ‖G(s)‖²`` with ``G(s) = W_1ᵀ diag(s_1) ⋯ W_{L+1}ᵀ c``; convex in each
   ``s_j`` separately, so again a vertex maximum; the bound is the square root.
+
+Without a chosen output the target is the network itself (:class:`Target` kind ``"network"``):
+its constant ``sup ‖J(x)‖_{p→p}`` is bounded from the rows' scalar bounds by
+:meth:`Target.combine` (ℓ∞: their maximum, exact; ℓ2: ``‖(L_k)_k‖₂``; ℓ1: ``Σ_k L_k``).
 
 Each POP is over binary ``u`` and carries ``rounding_slack``: a bound on the floating-point
 error of its coefficients, added to any certified value downstream.
@@ -21,26 +26,34 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from .binary_pop import BinaryPOP, VariableTable, box_abs_value
 from .errors import LipoptError
 from .floats import EPS
 from .intervals import hidden_derivative_ranges
-from .network import Dense, Network, Residual
+from .network import Dense, Network
+from .norms import DEFAULT_MAX_SQUARE_PRODUCTS, NORMS, Norm, parse_norm
 from .polynomial import PAD, Polynomial
 
-NORMS = ("inf", "2", "1")
+__all__ = [
+    "DEFAULT_MAX_PATHS",
+    "DEFAULT_MAX_SQUARE_PRODUCTS",
+    "NORMS",
+    "BinaryPOP",
+    "Domain",
+    "LipschitzProblem",
+    "Target",
+    "VariableTable",
+    "build_problem",
+    "count_paths",
+    "derivative_ranges",
+    "gradient_polynomial",
+    "make_domain",
+    "make_target",
+    "parse_norm",
+    "variable_table",
+]
+
 DEFAULT_MAX_PATHS = 20_000_000
-# ℓ2: Σ_i p_i(u)² expands Σ_i |p_i|² products of monomials before merging (≈160 bytes and
-# ≈0.6 µs each when measured), so this caps the build at about 1.6 GB and a few seconds.
-DEFAULT_MAX_SQUARE_PRODUCTS = 10_000_000
-
-
-def parse_norm(norm: str | float | int) -> str:
-    """Canonical norm name: ``"inf"``, ``"2"`` or ``"1"``."""
-    key = str(norm).strip().lower().replace("l", "").replace("ℓ", "")
-    key = {"infinity": "inf", "∞": "inf", "1.0": "1", "2.0": "2", "oo": "inf"}.get(key, key)
-    if key not in NORMS:
-        raise LipoptError(f"unknown norm {norm!r}; choose one of: inf, 2, 1")
-    return key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,11 +61,44 @@ def parse_norm(norm: str | float | int) -> str:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    """Scalar targets ``f_k = c_kᵀ N``; the reported constant is the max over ``k``."""
+    """What is bounded: a scalar ``f = cᵀN`` (one row of ``vectors``), or the network itself.
+
+    ``kind`` ``"network"`` (no output chosen): the network's constant ``sup_x ‖J(x)‖_{p→p}``,
+    with one row ``e_k`` per output; per-row bounds ``L_k`` on the scalar constants of ``N_k``
+    combine into a bound on it by :meth:`combine` (ℓ∞: the max, exact; ℓ2, ℓ1: see
+    :meth:`~lipopt.norms.Norm.combine_rows`). Otherwise ``"output"``, ``"margin"`` or
+    ``"vector"``: one scalar target.
+    """
 
     vectors: np.ndarray  # (k, out_dim)
     labels: tuple[str, ...]
-    kind: str  # "output" | "margin" | "vector" | "all-outputs"
+    kind: str  # "output" | "margin" | "vector" | "network"
+
+    @property
+    def is_network(self) -> bool:
+        return self.kind == "network"
+
+    def quantity(self, norm: str | Norm) -> str:
+        """The bounded quantity in words, e.g. "network ℓ2→ℓ2 constant (spectral norm of the
+        Jacobian)" or "output 3 (scalar ℓ2 constant)"."""
+        norm = parse_norm(norm)
+        if self.is_network:
+            return norm.quantity
+        return f"{self.labels[0]} (scalar {norm.symbol} constant)"
+
+    def combine(self, values: list[float], norm: str | Norm) -> float:
+        """A bound on :meth:`quantity` from upper bounds on the rows' scalar constants."""
+        if len(values) == 1:
+            return float(values[0])
+        if not self.is_network:
+            raise ValueError("only a network target has several rows")
+        return parse_norm(norm).combine_rows(values)
+
+    def combination_note(self, norm: str | Norm) -> str | None:
+        """The row note of a bound obtained by :meth:`combine` (None when exact or one row)."""
+        if not self.is_network or len(self.vectors) == 1:
+            return None
+        return parse_norm(norm).combination_note(len(self.vectors))
 
     def to_dict(self) -> dict:
         d: dict = {"kind": self.kind, "labels": list(self.labels)}
@@ -67,7 +113,7 @@ def make_target(
     margin: tuple[int, int] | None = None,
     vector: np.ndarray | None = None,
 ) -> Target:
-    """``--output i`` → ``e_i``; ``--margin i j`` → ``e_i − e_j``; a vector; else every output."""
+    """``--output i`` → ``e_i``; ``--margin i j`` → ``e_i − e_j``; a vector; else the network."""
     m = net.output_dim
     given = sum(x is not None for x in (output, margin, vector))
     if given > 1:
@@ -93,7 +139,7 @@ def make_target(
         if c.shape != (m,) or not np.all(np.isfinite(c)):
             raise LipoptError(f"target vector must have {m} finite entries, got shape {c.shape}")
         return Target(c[None, :], ("vector",), "vector")
-    return Target(np.eye(m), tuple(f"output {i}" for i in range(m)), "all-outputs")
+    return Target(np.eye(m), tuple(f"output {i}" for i in range(m)), "network")
 
 
 @dataclass(frozen=True)
@@ -147,67 +193,32 @@ def make_domain(
 # Variables and problems
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class VariableTable:
-    """Per variable of the norm-gradient polynomial: kind (``t``/``s``), layer, neuron, range."""
-
-    kind: np.ndarray  # '<U1': "t" or "s"
-    layer: np.ndarray  # 0 for t, l ≥ 1 for s_l
-    neuron: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    def __len__(self) -> int:
-        return int(len(self.kind))
-
-    def names(self) -> list[str]:
-        return [
-            f"t{j}" if k == "t" else f"s{l}_{j}"
-            for k, l, j in zip(self.kind, self.layer, self.neuron, strict=True)
-        ]
-
-    def subset(self, idx: np.ndarray) -> VariableTable:
-        return VariableTable(self.kind[idx], self.layer[idx], self.neuron[idx], self.lo[idx], self.hi[idx])
-
-
-@dataclass(frozen=True)
-class BinaryPOP:
-    """``max p(u)`` over ``u ∈ {0,1}^n``; ``variables[i]`` says which t/s variable ``u_i`` encodes.
-
-    The true maximum is ≤ any upper bound of ``max p`` plus ``rounding_slack``.
-    """
-
-    polynomial: Polynomial
-    variables: VariableTable
-    label: str
-    rounding_slack: float = 0.0
-
-    @property
-    def n_vars(self) -> int:
-        return self.polynomial.n_vars
-
-    @property
-    def degree(self) -> int:
-        return self.polynomial.degree
-
-
-@dataclass(frozen=True)
 class LipschitzProblem:
-    """``L ≤ transform(max_k max pop_k)``, with ``transform`` ``identity`` or ``sqrt``."""
+    """POPs whose maxima bound the target's quantity: ``pops[i]`` belongs to target row
+    ``pop_rows[i]``; a row's bound is ``norm.pop_bound(max of its POPs)``, and the rows combine
+    by :meth:`Target.combine`."""
 
-    norm: str
+    norm: Norm
     target: Target
     domain: Domain | None
     pops: tuple[BinaryPOP, ...]
-    transform: str = "identity"
+    pop_rows: tuple[int, ...] = ()
     gradient_polynomials: tuple[Polynomial, ...] = field(default=(), repr=False)
     variables: VariableTable | None = field(default=None, repr=False)
+    #: the POPs bound the network's constant directly (:meth:`Norm.network_pops`), no row combination
+    native: bool = False
 
     def combine(self, values: list[float]) -> float:
-        """Lipschitz bound from per-POP upper bounds (each already including its slack)."""
-        v = max(values)
-        if self.transform == "sqrt":
-            return float(np.sqrt(max(v, 0.0)) * (1 + 4 * EPS))
-        return float(v)
+        """Bound on the quantity from per-POP upper bounds (each already including its slack)."""
+        rows = self.pop_rows or (0,) * len(values)
+        best: dict[int, float] = {}
+        for row, v in zip(rows, values, strict=True):
+            best[row] = max(best.get(row, -np.inf), float(v))
+        return self.target.combine([self.norm.pop_bound(v) for v in best.values()], self.norm)
+
+    @property
+    def combination_note(self) -> str | None:
+        return None if self.native else self.target.combination_note(self.norm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,73 +289,60 @@ def _site_offsets(net: Network) -> np.ndarray:
     return net.input_dim + np.concatenate([[0], np.cumsum(net.hidden_sizes)]).astype(np.int64)
 
 
-def _backward_terms(net: Network, c: np.ndarray, dead: list[np.ndarray] | None, max_paths: int) -> _Terms:
-    """Expand ``∇f = J(s)ᵀ c`` symbolically: rows = input coordinates, one term per path."""
-    offsets = _site_offsets(net)
-    c = np.asarray(c, dtype=float).ravel()
-    start = np.flatnonzero(c)
-    terms = _Terms(start, [], c[start])
-    k = net.depth
-    last = net.layers[-1]
+class _TermOps:
+    """:class:`~lipopt.network.PullbackOps` on path terms: sites append their ``s`` variable
+    (dropping dead neurons); every intermediate expansion is checked against ``max_paths``."""
 
-    def check(t: _Terms) -> _Terms:
-        if len(t.rows) > max_paths:
+    def __init__(self, net: Network, dead: list[np.ndarray] | None, max_paths: int) -> None:
+        self.offsets, self.dead, self.max_paths, self.k = _site_offsets(net), dead, max_paths, net.depth
+
+    def check(self, t: _Terms) -> _Terms:
+        if len(t.rows) > self.max_paths:
             raise LipoptError(
-                f"the norm-gradient polynomial has more than {max_paths:,} monomials (paths); use "
-                "a smaller network, a local domain, or raise max_paths"
+                f"the norm-gradient polynomial has more than {self.max_paths:,} monomials (paths); "
+                "use a smaller network, a local domain, or raise max_paths"
             )
         return t
 
-    def site(t: _Terms) -> _Terms:
-        nonlocal k
-        k -= 1
-        return t.times_site(int(offsets[k]), None if dead is None else dead[k])
+    def pull(self, t: _Terms, m) -> _Terms:
+        return self.check(t.pull(m))
 
-    for layer in reversed(net.layers):
-        if layer is not last:
-            terms = site(terms)
-        if isinstance(layer, Residual):
-            skip = terms.pull(layer.skip)
-            inner = check(terms.pull(layer.out))
-            for d in reversed(layer.inner):
-                inner = check(site(inner).pull(d.weight))
-            terms = check(skip.plus(inner).merged())
-        else:
-            terms = check(terms.pull(layer.weight))
-    return terms
+    def site(self, t: _Terms) -> _Terms:
+        self.k -= 1
+        return t.times_site(int(self.offsets[self.k]), None if self.dead is None else self.dead[self.k])
+
+    def add(self, t: _Terms, u: _Terms) -> _Terms:
+        return self.check(t.plus(u).merged())
+
+
+def _backward_terms(
+    net: Network, c: np.ndarray, dead: list[np.ndarray] | None, max_paths: int, output_vars: int | None = None
+) -> _Terms:
+    """Expand ``∇f = J(s)ᵀ c`` symbolically: rows = input coordinates, one term per path. With
+    ``output_vars`` (the index of ``o_0``), ``c`` is the variable vector ``o`` instead."""
+    c = np.asarray(c, dtype=float).ravel()
+    start = np.flatnonzero(c)
+    cols = [] if output_vars is None else [start + output_vars]
+    return net.pullback(_Terms(start, cols, c[start]), _TermOps(net, dead, max_paths))
 
 
 def count_paths(net: Network, c: np.ndarray) -> int:
     """Number of non-zero input→output paths of ``P`` before merging (exact for chains; an upper
     bound with residual blocks, whose branches may merge)."""
-    w_out = np.asarray(net.layers[-1].weight.T @ np.asarray(c, dtype=float)).ravel()
+    w_last, _ = net.layers[-1].affine()
+    w_out = np.asarray(w_last.T @ np.asarray(c, dtype=float)).ravel()
     last = Dense(sp.csr_matrix((w_out != 0).astype(float)[None, :]), np.zeros(1))
     # same structure, weights replaced by their 0/1 patterns, output layer by the pattern of Wᵀc
-    pattern = Network((*(_pattern_block(layer) for layer in net.layers[:-1]), last), name=net.name)
+    pattern = Network((*(layer.pattern() for layer in net.layers[:-1]), last), name=net.name)
     ones = [np.ones((1, size)) for size in net.hidden_sizes]
     return int(round(float(pattern.backward(np.ones((1, 1)), ones).sum())))
 
 
-def _pattern(m):
-    if m is None:
-        return None
-    p = _as_csr(m)
-    return sp.csr_matrix((np.ones_like(p.data), p.indices, p.indptr), p.shape)
-
-
-def _pattern_block(layer):
-    if isinstance(layer, Residual):
-        return Residual(
-            tuple(Dense(_pattern(d.weight), d.bias, d.activation) for d in layer.inner),
-            _pattern(layer.skip),
-            _pattern(layer.out),
-            layer.activation,
-        )
-    return Dense(_pattern(layer.weight), layer.bias, layer.activation)
-
-
-def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) -> VariableTable:
-    """Variables ``t_0 … t_{n0−1}``, then the ``s`` variables of every site, in that order."""
+def variable_table(
+    net: Network, ranges: list[tuple[np.ndarray, np.ndarray]], outputs: bool = False
+) -> VariableTable:
+    """Variables ``t_0 … t_{n0−1}``, then the ``s`` variables of every site, in that order; with
+    ``outputs``, then one sign variable ``o_k ∈ [−1, 1]`` per output."""
     n0 = net.input_dim
     kinds = [np.full(n0, "t")]
     layers = [np.zeros(n0, dtype=int)]
@@ -357,6 +355,13 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
         neurons.append(np.arange(k))
         los.append(np.asarray(lo, dtype=float))
         his.append(np.asarray(hi, dtype=float))
+    if outputs:
+        m = net.output_dim
+        kinds.append(np.full(m, "o"))
+        layers.append(np.full(m, len(ranges) + 1))
+        neurons.append(np.arange(m))
+        los.append(np.full(m, -1.0))
+        his.append(np.full(m, 1.0))
     return VariableTable(
         np.concatenate(kinds),
         np.concatenate(layers),
@@ -368,11 +373,12 @@ def variable_table(net: Network, ranges: list[tuple[np.ndarray, np.ndarray]]) ->
 
 def gradient_polynomial(
     net: Network,
-    c: np.ndarray,
+    c: np.ndarray | None,
     max_paths: int = DEFAULT_MAX_PATHS,
     ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Polynomial:
-    """``P(t, s) = tᵀ J(s)ᵀ c`` over the variables of :func:`variable_table`.
+    """``P(t, s) = tᵀ J(s)ᵀ c`` over the variables of :func:`variable_table`; with ``c=None``,
+    ``P(t, s, o) = tᵀ J(s)ᵀ o`` with output variables ``o`` (``variable_table(…, outputs=True)``).
 
     For a chain ``J(s)ᵀ c = W_1ᵀ diag(s_1) ⋯ diag(s_L) W_{L+1}ᵀ c``: one monomial per non-zero
     path, built backwards from the output by vectorized CSR expansion (every partial path at
@@ -380,6 +386,8 @@ def gradient_polynomial(
     ``Aᵀ`` beside the inner chain, giving lower-degree monomials. With ``ranges``, neurons whose
     derivative is identically 0 are pruned.
     """
+    symbolic = c is None
+    c = np.ones(net.output_dim) if symbolic else c
     n_paths = count_paths(net, c)  # refuse before allocating anything (an upper bound with residuals)
     if n_paths > max_paths:
         raise LipoptError(
@@ -388,7 +396,8 @@ def gradient_polynomial(
         )
     n_vars = net.input_dim + sum(net.hidden_sizes)
     dead = None if ranges is None else [(lo == 0) & (hi == 0) for lo, hi in ranges]
-    terms = _backward_terms(net, c, dead, max_paths)
+    terms = _backward_terms(net, c, dead, max_paths, n_vars if symbolic else None)
+    n_vars += net.output_dim if symbolic else 0
     supports = np.stack([*terms.cols, terms.rows], axis=1).astype(np.int32)  # rows are the t's
     return Polynomial.from_terms(supports, terms.coef, n_vars)
 
@@ -400,21 +409,6 @@ def derivative_ranges(net: Network, domain: Domain | None) -> list[tuple[np.ndar
     return hidden_derivative_ranges(net, box)
 
 
-def _binarize(poly: Polynomial, variables: VariableTable, label: str, extra_error: float = 0.0) -> BinaryPOP:
-    """Substitute ``v = lo + (hi − lo) u`` for every variable, drop fixed ones, renumber."""
-    poly_u, abs_mass = poly.substitute_affine(variables.lo, variables.hi - variables.lo)
-    used = poly_u.variables_used()
-    free = used[variables.hi[used] > variables.lo[used]]
-    poly_u, keep = poly_u.restrict(free)
-    # Each expanded term is a product of ≤ 2(D+1) rounded factors, then merged by naive
-    # summation: error ≤ (2(D+1) + summands) · eps · Σ|terms| (Higham, §3.1 and §4.2).
-    width = poly.supports.shape[1]
-    n_expanded = poly.num_terms << width  # upper bound on summands merged into one coefficient
-    slack = (4 * (width + 2) + n_expanded) * EPS * abs_mass
-    slack += 16 * EPS * poly_u.abs_coef_sum() + extra_error
-    return BinaryPOP(poly_u, variables.subset(keep), label, float(slack))
-
-
 def build_problem(
     net: Network,
     norm: str = "inf",
@@ -423,8 +417,13 @@ def build_problem(
     max_paths: int = DEFAULT_MAX_PATHS,
     ranges: list[tuple[np.ndarray, np.ndarray]] | None = None,
     max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
+    network_form: str = "native",
 ) -> LipschitzProblem:
-    """The binary POPs whose maxima bound ``L_norm(f)`` for every scalar target in ``target``.
+    """The binary POPs whose maxima bound the target's quantity (:meth:`Target.quantity`): one
+    norm-gradient polynomial per target row, split into POPs by :meth:`Norm.split_pops`; for
+    the network's constant in a norm with :meth:`Norm.network_pops` (ℓ1) and ``network_form``
+    ``"native"``, one polynomial with the output signs as variables instead (tighter, one degree
+    higher; ``"rows"`` combines per-row POPs, cheaper on wide deep nets).
 
     ``ranges``: the hidden derivative ranges of :func:`derivative_ranges` for this ``domain``
     (computed when ``None``; pass them to share one interval pass between several consumers).
@@ -432,119 +431,32 @@ def build_problem(
     """
     norm = parse_norm(norm)
     target = target if target is not None else make_target(net)
+    if network_form not in ("native", "rows"):
+        raise LipoptError(f"network_form must be 'native' or 'rows', got {network_form!r}")
     if ranges is None:
         ranges = derivative_ranges(net, domain)
+    if target.is_network and net.output_dim > 1 and norm.has_network_pops and network_form == "native":
+        return _network_problem(net, norm, target, domain, max_paths, ranges, max_square_products)
     table = variable_table(net, ranges)
-    n0 = net.input_dim
     grads: list[Polynomial] = []
     pops: list[BinaryPOP] = []
-    for c, label in zip(target.vectors, target.labels, strict=True):
+    rows: list[int] = []
+    for row, (c, label) in enumerate(zip(target.vectors, target.labels, strict=True)):
         P = gradient_polynomial(net, c, max_paths, ranges)
         grads.append(P)
         # a path coefficient is a product of L+1 rounded weights: relative error (L+1)·eps
-        path_err = (net.depth + 2) * EPS * _box_abs_value(P, table)
-        if norm == "inf":
-            pops.append(_binarize(P, table, label, path_err))
-        else:
-            pops.extend(
-                _coordinate_pops(P, table, n0, label, norm, path_err, max_square_products)
-            )
-    return LipschitzProblem(
-        norm,
-        target,
-        domain,
-        tuple(pops),
-        "sqrt" if norm == "2" else "identity",
-        tuple(grads),
-        table,
-    )
+        path_err = (net.depth + 2) * EPS * box_abs_value(P, table)
+        row_pops = norm.split_pops(P, table, net.input_dim, label, path_err, max_square_products)
+        pops.extend(row_pops)
+        rows.extend([row] * len(row_pops))
+    return LipschitzProblem(norm, target, domain, tuple(pops), tuple(rows), tuple(grads), table)
 
 
-def _box_abs_value(P: Polynomial, table: VariableTable) -> float:
-    """``2 Σ_k |c_k| Π_{i∈S_k} m_i`` with ``m_i = max(|lo_i|, |hi_i|)``: bounds ``Σ_k |c_k u^{S_k}|``
-    on the box (the factor 2 covers this evaluation's own rounding). A relative coefficient error
-    ``θ`` then moves ``P`` by at most ``θ`` times it anywhere on the box."""
-    m = np.maximum(np.abs(table.lo), np.abs(table.hi))
-    magnitude = Polynomial(P.supports, np.abs(P.coef), P.n_vars).evaluate(m[None, :])
-    return 2.0 * float(magnitude[0])
-
-
-def _split_by_input(P: Polynomial, n0: int) -> list[Polynomial]:
-    """``P = Σ_i t_i P_i(s)``: return ``P_i`` (over the same variable numbering, no t)."""
-    width = P.supports.shape[1]
-    first = width - P.degrees  # rows are sorted with padding first: t is the first variable
-    rows = np.arange(P.num_terms)
-    t_idx = P.supports[rows, first]
-    rest = P.supports.copy()
-    rest[rows, first] = PAD
-    order = np.argsort(t_idx, kind="stable")
-    bounds = np.searchsorted(t_idx[order], np.arange(n0 + 1))
-    return [
-        Polynomial.from_terms(rest[order[a:b]], P.coef[order[a:b]], P.n_vars)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def _coordinate_pops(
-    P: Polynomial,
-    table: VariableTable,
-    n0: int,
-    label: str,
-    norm: str,
-    path_err: float,
-    max_square_products: int = DEFAULT_MAX_SQUARE_PRODUCTS,
-) -> list[BinaryPOP]:
-    parts = _split_by_input(P, n0)
-    if norm == "1":
-        pops = []
-        for i, Pi in enumerate(parts):
-            if Pi.num_terms == 0:
-                continue
-            pops.append(_binarize(Pi, table, f"{label}, input {i}, +", path_err))
-            pops.append(_binarize(-Pi, table, f"{label}, input {i}, −", path_err))
-        return pops or [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
-    # ℓ2: ‖G(s)‖² = Σ_i P_i(s)² after binarization (u² = u on the binary variables).
-    binary = [_binarize(Pi, table, label) for Pi in parts if Pi.num_terms]
-    if not binary:
-        return [BinaryPOP(Polynomial.constant(0.0, 0), table.subset(np.arange(0)), label)]
-    n_products = sum(p.polynomial.num_terms**2 for p in binary)
-    if n_products > max_square_products:
-        raise LipoptError(
-            f"the ℓ2 norm-gradient POP ({label}) would expand {n_products:,} products of monomials "
-            f"(limit {max_square_products:,}, about {160 * n_products / 1e9:.1f} GB); for ℓ2 use "
-            "--method lipsdp or sdp-ball, a local domain (--box, or --center with --eps), or "
-            "a smaller network"
-        )
-    return [_sum_of_squares(binary, table, label, path_err)]
-
-
-def _sum_of_squares(parts: list[BinaryPOP], table: VariableTable, label: str, path_err: float) -> BinaryPOP:
-    """``Σ_i p_i(u)²`` over the union of the parts' binary variables (reduced by u² = u)."""
-    # Put every part on the common variable numbering of the table first.
-    union = np.unique(np.concatenate([_table_index(table, p.variables) for p in parts]))
-    total: Polynomial | None = None
-    mass = 0.0
-    slack_lin = 0.0
-    for p in parts:
-        glob = _table_index(table, p.variables)
-        local = np.searchsorted(union, glob)
-        s = p.polynomial.supports
-        lookup = np.append(local, PAD)  # padding (and constant parts) map to PAD
-        remapped = lookup[np.where(s == PAD, len(local), s)].astype(np.int32)
-        q = Polynomial.from_terms(remapped, p.polynomial.coef, len(union))
-        sq = q.multiply(q, binary=True)
-        mass += q.abs_coef_sum() ** 2
-        slack_lin += p.rounding_slack * (2 * q.abs_coef_sum() + p.rounding_slack)
-        total = sq if total is None else total + sq
-    assert total is not None
-    n_products = sum(p.polynomial.num_terms**2 for p in parts)
-    slack = (8 + n_products) * EPS * mass + slack_lin + 2 * path_err * np.sqrt(mass) + path_err**2
-    return BinaryPOP(total, table.subset(union), label, float(slack))
-
-
-def _table_index(table: VariableTable, sub: VariableTable) -> np.ndarray:
-    """Global table positions of the variables in ``sub`` (matched by kind, layer, neuron)."""
-    key = lambda t: np.where(t.kind == "t", 0, t.layer) * 10_000_000 + t.neuron  # noqa: E731
-    full = key(table)
-    order = np.argsort(full)
-    return order[np.searchsorted(full[order], key(sub))]
+def _network_problem(net, norm, target, domain, max_paths, ranges, max_square_products) -> LipschitzProblem:
+    """The network's constant from one polynomial with output variables: ``P(t, s, o) =
+    tᵀ J(s)ᵀ o``, split by :meth:`Norm.network_pops` (e.g. ℓ1: ``max_i max_{s,o} (J(s)ᵀ o)_i``)."""
+    table = variable_table(net, ranges, outputs=True)
+    P = gradient_polynomial(net, None, max_paths, ranges)
+    path_err = (net.depth + 3) * EPS * box_abs_value(P, table)
+    pops = norm.network_pops(P, table, net.input_dim, "network", path_err, max_square_products)
+    return LipschitzProblem(norm, target, domain, tuple(pops), (0,) * len(pops), (P,), table, native=True)

@@ -5,8 +5,9 @@ A method (``naive``, ``lp``, ``sdp``, ``lipsdp``, a branch and bound …) declar
 * ``name``, a one-line ``summary`` and which requests it accepts (:meth:`Method.applies`);
 * ``hierarchy``: ``"level"`` (Sherali–Adams level k) or ``"order"`` (moment order d) when its
   steps are indexed by a hierarchy, else ``None`` (:meth:`Method.levels` gives the defaults);
-* typed ``Options`` (a frozen dataclass; each field's ``metadata["help"]`` documents it; an
-  option's ``metadata["choices"]`` restricts it). The CLI flags ``--{group}-{field}``, the sweep
+* typed ``Options`` (a frozen dataclass; each field's ``metadata["help"]`` documents it,
+  ``metadata["choices"]`` / ``metadata["min"]`` restrict it, and ``__post_init__`` may check
+  combinations, raising :class:`~lipopt.errors.LipoptError`). The CLI flags ``--{group}-{field}``, the sweep
   spec's ``[options.{group}]`` tables and :func:`parse_options` are all generated from them;
 * :meth:`Method.estimate` — the memory a step would take, checked against the memory limit
   *before* anything is built — and :meth:`Method.run`, which builds, solves through a backend
@@ -143,9 +144,44 @@ class Context:
             raise self._problem
         return self._problem
 
+    @property
+    def built_problem(self) -> LipschitzProblem | None:
+        """The POPs if a step built them (``None`` if none did or the build was refused)."""
+        return None if isinstance(self._problem, LipoptError) else self._problem
+
+    def adapted(self, norm: str | None = None, domain: Any = ...) -> Context:
+        """The same request with another norm and/or domain (``None``: global), sharing the
+        limits, seed and progress (a global or other-norm bound turned into this one's)."""
+        return Context(
+            self.net,
+            self.norm if norm is None else norm,
+            self.target,
+            self.domain if domain is ... else domain,
+            seed=self.seed,
+            time_limit=self.time_limit,
+            max_memory_bytes=self.max_memory_bytes,
+            progress=self.progress,
+        )
+
+    @property
+    def network_quantity(self) -> bool:
+        """True when the chain bounds the network's ℓp→ℓp constant (no scalar target asked for)."""
+        return self.target.is_network and len(self.target.vectors) > 1
+
     def budget(self) -> Budget:
         """A fresh budget for a step that starts now."""
         return Budget(self.time_limit, self.max_memory_bytes)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What a method proposes for the automatic chain: the levels to run, a ``rank`` (lower runs
+    first and is expected tighter: 0 exact, 1 tight, 2 good, 3 loose) and one line of why."""
+
+    levels: tuple[int | None, ...]
+    rank: float
+    reason: str
+    cheap: bool = False  # a closed form or a few milliseconds: always worth running beside the rest
 
 
 class Method:
@@ -166,6 +202,9 @@ class Method:
     supports_global: ClassVar[bool] = True
     supports_local: ClassVar[bool] = True
     supports_residual: ClassVar[bool] = True
+    #: False when the solver cannot be stopped from outside: the chain then runs each step in a
+    #: child process under the time and memory limits (:mod:`lipopt.limits`)
+    interruptible: ClassVar[bool] = True
 
     @classmethod
     def group(cls) -> str:
@@ -194,6 +233,11 @@ class Method:
 
     def default_levels(self, ctx: Context) -> list[int | None]:
         return [1]
+
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        """For the automatic chain: a :class:`Suggestion` when the method fits this request, else
+        one line saying why not (default: not part of the automatic chain)."""
+        return f"{self.name} runs only when asked for"
 
     def estimate(self, ctx: Context, level: int | None, options: Any) -> Size | None:
         """The size of the step before building it (``memory_bytes`` is checked by the chain)."""
@@ -295,5 +339,8 @@ def parse_options(group: str, given: Mapping[str, Any] | Any | None) -> Any:
             raise LipoptError(
                 f"{group} option {key!r} must be one of {', '.join(map(str, choices))}, got {value!r}"
             )
+        low = f.metadata.get("min")
+        if low is not None and value is not None and not value >= low:
+            raise LipoptError(f"{group} option {key!r} must be >= {low}, got {value!r}")
         values[name] = value
     return cls(**values)

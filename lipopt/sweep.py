@@ -1,4 +1,4 @@
-"""Parameter sweeps: a grid of networks × norms × radii × methods × degrees → one tidy table.
+"""Parameter sweeps: a grid of networks × norms × radii × methods × levels → one tidy table.
 
 A sweep is described by a TOML file (or the equivalent dict)::
 
@@ -15,32 +15,34 @@ A sweep is described by a TOML file (or the equivalent dict)::
     [run]
     norms   = ["inf", "2"]               # input norms ℓp: "inf", "2", "1"
     methods = ["naive", "abs-product", "lp", "lower"]
-    degrees = [3, 4]                     # relaxation degrees/levels (lp, sdp, sdp+lp)
+    levels = [3, 4]                      # hierarchy indices: lp / sdp+lp level k, sdp order d
     radii   = ["global", 0.05]           # optional, default ["global"]
     output  = 0                          # optional: bound output 0 only (default: all, max)
     margin  = [0, 1]                     # optional instead of output: the margin f_0 − f_1
-    time_limit = 60                      # seconds per solve (optional)
+    time_limit = 60                      # seconds per step (optional, default 300)
     seed = 0                             # seed of the lower-bound sampling (default 0)
     max_memory_gb = 8                    # refuse larger relaxations (default 8)
-    exact_max_vars = 22                  # exact-pop enumeration limit (default 22)
-    [run.options.lp]                     # optional, passed to the solver pipelines
-    # key = value
+    [run.options.lp]                     # optional: the options of a method's group
+    # key = value                        # (the fields of its Options, as the --lp-* flags)
 
 **Radii.** ``"global"`` bounds the Lipschitz constant over all of ``R^n``. A number ``r`` bounds
 it over the ℓ∞ ball of radius ``r`` around the network's ``x0`` when its file stores one (column
 ``center = "x0"``), otherwise around the origin (``center = "0"``; generated networks never
 carry an ``x0``).
 
-**Tasks.** One task is one network × norm × radius: it computes the naive bound and the lower
-bound once, then every requested method × degree (degrees apply to ``lp``, ``sdp`` and
-``sdp+lp`` only; other methods get one row with an empty degree). A failing method becomes a
-row with ``status = "error: …"`` and ``certified = false``; the sweep goes on.
+**Tasks.** One task is one network × norm × radius and is **one** :func:`lipopt.chain.bound_chain`
+call (the same as ``lipopt bound`` with these methods and levels), with ``naive`` and ``lower``
+always added for the ratio columns; its rows are the chain's rows. ``levels`` apply to the
+methods with a hierarchy (``lp``, ``sdp+lp``: Sherali–Adams level; ``sdp``: moment order); other
+methods get one row with an empty level. A refused step is a ``refused`` row with the reason in
+``note``, as in the CLI; an unexpected failure becomes a row with ``status = "error: …"``; the
+sweep goes on.
 
 **Output.** ``RESULTS.csv`` plus ``RESULTS.jsonl`` beside it (same rows, typed, ``size`` as an
-object); one row per network × norm × radius × method × degree, with the columns of
+object); one row per network × norm × radius × method × level, with the columns of
 :data:`COLUMNS`. Rows are appended as tasks finish (and flushed), so an interrupted sweep is
 resumed by running it again: rows whose key (:data:`KEY_COLUMNS`: network id, norm, radius,
-method, degree) is already in the CSV are skipped. To redo rows (e.g. errors), delete them from
+method, level) is already in the CSV are skipped. To redo rows (e.g. errors), delete them from
 the CSV. The key does not include the target: use a new output file when changing ``output``.
 The files (and their directory) are created with the first finished task, so a sweep that fails
 before any result leaves nothing behind. A last row cut off by a killed sweep (fewer cells than
@@ -52,9 +54,10 @@ resume and recomputed; :func:`read_results` refuses such a table (run the sweep 
 are the task's lower bound and naive product, ``ratio_to_lower`` / ``ratio_to_naive`` the value
 divided by them; ``time_s`` (total), ``build_time_s`` and ``solve_time_s`` (relaxation data and
 solver); ``relax_rows``, ``relax_cols``, ``relax_nnz``, ``max_clique`` and ``size`` (JSON, all
-size figures the solver pipeline reported) describe the relaxation, ``n_pops``, ``pop_vars``,
-``pop_terms``, ``pop_degree`` the polynomial problems; ``status`` is the solver status or
-``"error: …"``. Then what was bounded (``target``, ``center``, ``family``, ``source``,
+size figures the method reported) describe the relaxation, ``n_pops``, ``pop_vars``,
+``pop_terms``, ``pop_degree`` the polynomial problems (when a method built them); ``status`` is
+the step's status (:class:`lipopt.results.Status`) or ``"error: …"``, ``note`` its note.
+Then what was bounded (``target``, ``center``, ``family``, ``source``,
 ``architecture``, ``band``, ``init``, ``seed``, ``network_hash``) and the environment.
 
 **Executors.** ``serial``; ``processes`` (:class:`concurrent.futures.ProcessPoolExecutor`);
@@ -71,9 +74,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import functools
 import glob
-import hashlib
 import importlib.metadata
 import io
 import json
@@ -91,9 +94,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import __version__
+from .chain import DEFAULT_TIME_LIMIT
 from .errors import LipoptError
 from .network import Network
 
@@ -102,7 +105,6 @@ __all__ = [
     "KEY_COLUMNS",
     "NetworkEntry",
     "RunSettings",
-    "SOLVER_SECTIONS",
     "SweepSpec",
     "SweepSummary",
     "Task",
@@ -119,20 +121,19 @@ __all__ = [
 ]
 
 EXECUTORS = ("serial", "processes", "dask")
-RELAXATION_METHODS = ("lp", "sdp", "sdp+lp")
-KEY_COLUMNS = ("network", "norm", "radius", "method", "degree")
+KEY_COLUMNS = ("network", "norm", "radius", "method", "level")
 
 #: Columns of the results table, in order.
 COLUMNS: tuple[str, ...] = (
     # key
-    "network", "norm", "radius", "method", "degree",
+    "network", "norm", "radius", "method", "level",
     # the bound
     "value", "certified", "bound_type", "lower_bound", "naive_bound",
-    "ratio_to_lower", "ratio_to_naive", "status",
+    "ratio_to_lower", "ratio_to_naive", "status", "time_limited", "note",
     # cost
     "time_s", "build_time_s", "solve_time_s", "solver_value", "solver",
     "relax_rows", "relax_cols", "relax_nnz", "max_clique", "size",
-    "n_pops", "pop_vars", "pop_terms", "pop_degree", "problem_time_s", "lower_time_s",
+    "n_pops", "pop_vars", "pop_terms", "pop_degree",
     # what was bounded
     "target", "center", "family", "source", "architecture", "band", "init", "seed",
     "sample_seed", "network_hash", "time_limit",
@@ -143,51 +144,34 @@ COLUMNS: tuple[str, ...] = (
 
 FLOAT_COLUMNS = frozenset({
     "value", "lower_bound", "naive_bound", "ratio_to_lower", "ratio_to_naive", "time_s",
-    "build_time_s", "solve_time_s", "solver_value", "problem_time_s", "lower_time_s",
-    "time_limit",
+    "build_time_s", "solve_time_s", "solver_value", "time_limit",
 })
-INT_COLUMNS = frozenset({"degree", "n_pops", "pop_vars", "pop_terms", "pop_degree", "band", "seed",
+INT_COLUMNS = frozenset({"level", "n_pops", "pop_vars", "pop_terms", "pop_degree", "band", "seed",
                          "sample_seed", "relax_rows", "relax_cols", "relax_nnz", "max_clique"})
 #: relaxation-size columns taken from ``BoundResult.size`` (all of it is kept in ``size``)
-SIZE_COLUMNS = {"relax_rows": "rows", "relax_cols": "cols", "relax_nnz": "nnz",
-                "max_clique": "max_clique"}
-BOOL_COLUMNS = frozenset({"certified"})
+SIZE_COLUMNS = {"relax_rows": "constraints", "relax_cols": "variables", "relax_nnz": "nonzeros",
+                "max_clique": "largest_clique"}
+BOOL_COLUMNS = frozenset({"certified", "time_limited"})
 
 _VERSIONED = ("numpy", "scipy", "highspy", "clarabel", "scs", "cvxpy")
 _TOP_KEYS = {"networks", "run", "description"}
 _NETWORK_KEYS = {"files", "sizes", "band", "seeds", "init", "activation"}
-_RUN_KEYS = {"norms", "methods", "degrees", "radii", "output", "margin", "time_limit", "seed",
-             "max_memory_gb", "exact_max_vars", "options"}
+_RUN_KEYS = {"norms", "methods", "levels", "radii", "output", "margin", "time_limit", "seed",
+             "max_memory_gb", "options"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Reproducibility helpers
 # ---------------------------------------------------------------------------------------------
 def network_hash(net: Network) -> str:
-    """sha256 (hex) of a network's weights, biases and activations.
+    """sha256 (hex) of a network's weights, biases and activations (:meth:`Network.content_hash`).
 
     Dense weights are hashed as little-endian float64 bytes in C order together with their
-    shape; sparse weights as their canonical CSR arrays (data, indices, indptr, shape). Two
-    networks with the same hash compute the same function (the name and ``x0`` are not hashed).
+    shape; sparse weights as their canonical CSR arrays (data, indices, indptr, shape); residual
+    blocks with their skip/out matrices and inner layers. Two networks with the same hash compute
+    the same function (the name and ``x0`` are not hashed).
     """
-    h = hashlib.sha256()
-    for layer in net.layers:
-        w = layer.weight
-        if sp.issparse(w):
-            csr = sp.csr_matrix(w, dtype=np.float64, copy=True)
-            csr.sum_duplicates()
-            csr.sort_indices()
-            h.update(b"csr" + np.asarray(csr.shape, dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(csr.data, dtype="<f8").tobytes())
-            h.update(np.ascontiguousarray(csr.indices, dtype="<i8").tobytes())
-            h.update(np.ascontiguousarray(csr.indptr, dtype="<i8").tobytes())
-        else:
-            a = np.ascontiguousarray(w, dtype="<f8")
-            h.update(b"dense" + np.asarray(a.shape, dtype="<i8").tobytes())
-            h.update(a.tobytes())
-        h.update(np.ascontiguousarray(layer.bias, dtype="<f8").tobytes())
-        h.update(f"{layer.activation.name}:{layer.activation.alpha!r};".encode())
-    return h.hexdigest()
+    return net.content_hash()
 
 
 def _package_version(name: str) -> str:
@@ -234,10 +218,9 @@ class RunSettings:
 
     output: int | None = None
     margin: tuple[int, int] | None = None
-    time_limit: float | None = None
+    time_limit: float | None = DEFAULT_TIME_LIMIT
     seed: int = 0
     max_memory_gb: float = 8.0
-    exact_max_vars: int = 22
     options: dict = field(default_factory=dict)
 
 
@@ -248,23 +231,25 @@ class SweepSpec:
     networks: tuple[NetworkEntry, ...]
     norms: tuple[str, ...]
     methods: tuple[str, ...]
-    degrees: tuple[int, ...] = ()
+    levels: tuple[int, ...] = ()
     radii: tuple[float | None, ...] = (None,)  # None = global
     run: RunSettings = field(default_factory=RunSettings)
     description: str = ""
 
     def pairs(self) -> list[tuple[str, int | None]]:
-        """The (method, degree) pairs of one task, in order."""
+        """The (method, level) pairs of one task, in order."""
+        from .registry import get_method
+
         out: list[tuple[str, int | None]] = []
         for m in self.methods:
-            if m in RELAXATION_METHODS:
-                out.extend((m, d) for d in self.degrees)
+            if get_method(m).hierarchy is not None:
+                out.extend((m, k) for k in self.levels)
             else:
                 out.append((m, None))
         return out
 
     def tasks(self) -> list[Task]:
-        """Every network × norm × radius task with all its (method, degree) pairs."""
+        """Every network × norm × radius task with all its (method, level) pairs."""
         pairs = tuple(self.pairs())
         return [
             Task(entry, norm, radius, pairs, self.run)
@@ -276,7 +261,7 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class Task:
-    """One network × norm × radius, and the (method, degree) pairs still to compute."""
+    """One network × norm × radius, and the (method, level) pairs still to compute."""
 
     entry: NetworkEntry
     norm: str
@@ -297,11 +282,11 @@ def radius_label(radius: float | None) -> str:
 
 
 def row_key(
-    network: str, norm: str, radius: float | str | None, method: str, degree: int | str | None
+    network: str, norm: str, radius: float | str | None, method: str, level: int | str | None
 ) -> tuple[str, str, str, str, str]:
-    """The resume key of a row: (network id, norm, radius, method, degree) as strings."""
+    """The resume key of a row: (network id, norm, radius, method, level) as strings."""
     r = radius if isinstance(radius, str) else radius_label(radius)
-    d = "" if degree is None or degree == "" else str(int(degree))
+    d = "" if level is None or level == "" else str(int(level))
     return (str(network), str(norm), r, str(method), d)
 
 
@@ -477,94 +462,32 @@ def _generated_entries(table: Mapping) -> list[NetworkEntry]:
     return entries
 
 
-#: ``[run.options.X]`` sections: the keyword options of each pipeline (see ``bounds.bound_chain``)
-SOLVER_SECTIONS = ("lp", "sdp", "sdp-ball", "lipsdp")
-#: value checks of option keys, whatever the section: (kind, minimum)
-_OPTION_VALUES: dict[str, tuple[str, float | None]] = {
-    "time_limit": ("number", 0.0), "max_bytes": ("number", 0.0), "tol": ("number", 0.0),
-    "threads": ("int", 0), "seed": ("int", 0), "lagrangian_rounds": ("int", 0),
-    "max_iter": ("int", 1), "max_block": ("int", 1), "psd_order": ("int", 1), "lp_level": ("int", 1),
-    "blas_threads_limit": ("int", 1),
-    "project": ("bool", None), "sparse": ("bool", None), "verbose": ("bool", None),
-    "reduce_input": ("bool", None),
-    "solver": ("str", None),
-}
-
-
-def _keyword_names(fn: Callable) -> list[str]:
-    import inspect
-
-    params = inspect.signature(fn).parameters.values()
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def _option_choices() -> dict[tuple[str, str], tuple[str, ...]]:
-    """Allowed values of the string options, from the modules that define them."""
-    from .graph import CLIQUE_METHODS
-    from .hierarchy.lp import BASES
-    from .solvers.highs import METHODS as LP_ALGORITHMS
-
-    return {
-        ("lp", "method"): tuple(LP_ALGORITHMS),
-        ("lp", "basis"): tuple(BASES),
-        ("lp", "clique_method"): tuple(CLIQUE_METHODS),
-        ("sdp", "shor_solver"): ("auto", "mixing", "conic"),
-        ("sdp", "lp_solver"): ("auto", "conic", "lagrangian"),
-        ("sdp", "clique_method"): tuple(dict.fromkeys(("auto", "dense", *CLIQUE_METHODS))),
-    }
-
-
 def check_solver_options(options: Mapping[str, Any]) -> None:
-    """Validate ``[run.options]``: section names, the keys of ``lp`` and ``sdp`` (the keyword
-    arguments of ``lp_bound`` / ``sdp_bound``) and the values of known keys, so that a typo fails
-    at once instead of turning every row of the sweep into an error row (that a rerun would
-    then skip).
+    """Validate ``[run.options]``: one table per options group of the registry (the fields of the
+    group's ``Options``, the same as the CLI's ``--{group}-*`` flags), so that a typo fails at
+    once instead of turning every row of the sweep into an error row.
 
     Raises:
         LipoptError: naming the section, the key and the allowed values.
     """
+    from .registry import option_groups, parse_options
+
+    groups = option_groups()
     for section, table in options.items():
-        if section not in SOLVER_SECTIONS:
+        if section not in groups:
             raise LipoptError(
-                f"unknown solver section [run.options.{section}]; choose from "
-                f"{', '.join(SOLVER_SECTIONS)} (sections are named after the methods)"
+                f"unknown options section [run.options.{section}]; choose from "
+                f"{', '.join(g for g, cls in groups.items() if dataclasses.fields(cls))} "
+                "(sections are named after the methods)"
             )
         if not isinstance(table, Mapping):
             raise LipoptError(f"[run.options.{section}] must be a table of key = value, got {table!r}")
-    if not any(options.values()):
-        return
-    from .solvers.lp_pipeline import lp_bound
-    from .solvers.sdp_pipeline import sdp_bound
-
-    for section, fn in (("lp", lp_bound), ("sdp", sdp_bound)):
-        allowed = [k for k in _keyword_names(fn) if k != "with_lp"]
-        for key in options.get(section, {}):
-            if key not in allowed:
-                raise LipoptError(
-                    f"unknown key {key!r} in [run.options.{section}]; allowed: {', '.join(allowed)}"
-                )
-    choices = _option_choices()
-    for section, table in options.items():
-        for key, value in table.items():
-            where = f"[run.options.{section}] {key}"
-            allowed_values = choices.get((section, key))
-            if allowed_values is not None and value not in allowed_values:
-                raise LipoptError(f"{where} = {value!r}; choose from {', '.join(allowed_values)}")
-            kind, minimum = _OPTION_VALUES.get(key, ("any", None))
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < (minimum or 0)):
-                raise LipoptError(f"{where} must be an integer >= {int(minimum or 0)}, got {value!r}")
-            if kind == "number" and not (is_number and math.isfinite(value) and value > (minimum or 0)):
-                raise LipoptError(f"{where} must be a positive number, got {value!r}")
-            if kind == "bool" and not isinstance(value, bool):
-                raise LipoptError(f"{where} must be true or false, got {value!r}")
-            if kind == "str" and not isinstance(value, str):
-                raise LipoptError(f"{where} must be a string, got {value!r}")
-    lp = options.get("lp", {})
-    if lp.get("project") is True and lp.get("basis") == "krivine":
-        raise LipoptError("[run.options.lp] project = true applies to the Sherali–Adams basis only, "
-                          "not basis = \"krivine\"")
+        if not dataclasses.fields(groups[section]):
+            raise LipoptError(f"[run.options.{section}]: {section} has no options; remove the section")
+        try:
+            parse_options(section, table)
+        except LipoptError as e:
+            raise LipoptError(f"[run.options.{section}]: {e}") from None
 
 
 def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSpec:
@@ -574,9 +497,6 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
         LipoptError: for an unknown key, a missing section, or an invalid value, with a message
             naming the key.
     """
-    from .bounds import METHODS
-    from .problems import parse_norm
-
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not isinstance(data, Mapping):
         raise LipoptError("a sweep spec must be a table with [networks] and [run] sections")
@@ -588,9 +508,43 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
             raise LipoptError(f"[{section}] must be a table")
     nets_t, run_t = data["networks"], data["run"]
     _check_keys(nets_t, _NETWORK_KEYS, "[networks]")
+    if "degrees" in run_t:
+        raise LipoptError("run.degrees was renamed run.levels (lp, sdp+lp: the Sherali–Adams level; "
+                          "sdp: the moment order)")
     _check_keys(run_t, _RUN_KEYS, "[run]")
+    entries = _parse_networks(nets_t, base)
+    norms, methods, levels = _parse_methods(run_t)
+    output, margin = _parse_target(run_t, entries)
+    time_limit = run_t.get("time_limit", DEFAULT_TIME_LIMIT)
+    time_limit = _number(time_limit, "run.time_limit", positive=True)
+    options = run_t.get("options", {})
+    if not isinstance(options, Mapping):
+        raise LipoptError("[run.options] must be a table, e.g. [run.options.lp]")
+    check_solver_options(options)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise LipoptError("description must be a string")
+    return SweepSpec(
+        networks=tuple(entries),
+        norms=norms,
+        methods=methods,
+        levels=levels,
+        radii=_parse_radii(run_t),
+        run=RunSettings(
+            output=output,
+            margin=margin,
+            time_limit=time_limit,
+            seed=_int(run_t.get("seed", 0), "run.seed", minimum=0),
+            max_memory_gb=_number(run_t.get("max_memory_gb", 8.0), "run.max_memory_gb",
+                                  positive=True),
+            options=copy.deepcopy(dict(options)),
+        ),
+        description=description,
+    )
 
-    # ---- networks
+
+def _parse_networks(nets_t: Mapping[str, Any], base: Path) -> list[NetworkEntry]:
+    """``[networks]``: files (globs, relative to ``base``) and generated sizes; ids unique."""
     if "sizes" not in nets_t:
         extra = sorted(set(nets_t) & {"band", "seeds", "init", "activation"})
         if extra:
@@ -606,21 +560,33 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup is not None:
         raise LipoptError(f"[networks] lists the network {dup!r} twice")
+    return entries
 
-    # ---- run
+
+def _parse_methods(run_t: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """``norms``, ``methods`` (registered names) and ``levels`` of ``[run]``."""
+    from .problems import parse_norm
+    from .registry import method_names
+
     for key in ("norms", "methods"):
         if key not in run_t:
             raise LipoptError(f"[run] needs '{key}'")
     norms = tuple(dict.fromkeys(parse_norm(n) for n in _str_list(run_t["norms"], "run.norms")))
     methods = tuple(dict.fromkeys(_str_list(run_t["methods"], "run.methods")))
+    known = method_names()
     for m in methods:
-        if m not in METHODS:
-            raise LipoptError(f"run.methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
-    degrees = tuple(sorted({_int(d, "run.degrees", minimum=1)
-                            for d in _as_list(run_t.get("degrees", []))}))
-    if any(m in RELAXATION_METHODS for m in methods) and not degrees:
-        raise LipoptError("run.degrees is required for the relaxations lp, sdp and sdp+lp "
-                          "(e.g. degrees = [3, 4])")
+        if m not in known:
+            raise LipoptError(f"run.methods: unknown method {m!r}; choose from {', '.join(known)}")
+    levels = tuple(sorted({_int(d, "run.levels", minimum=1)
+                           for d in _as_list(run_t.get("levels", []))}))
+    with_levels = [m for m in methods if m in _hierarchy_methods()]
+    if with_levels and not levels:
+        raise LipoptError(f"run.levels is required for {', '.join(with_levels)} (lp, sdp+lp: the "
+                          "Sherali–Adams level; sdp: the moment order), e.g. levels = [3, 4]")
+    return norms, methods, levels
+
+
+def _parse_radii(run_t: Mapping[str, Any]) -> tuple[float | None, ...]:
     radii: list[float | None] = []
     for r in _as_list(run_t.get("radii", ["global"])):
         if isinstance(r, str):
@@ -631,7 +597,12 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
             radii.append(_number(r, "run.radii entry"))
     if not radii:
         raise LipoptError("run.radii must not be empty (omit it for global bounds)")
-    radii = list(dict.fromkeys(radii))
+    return tuple(dict.fromkeys(radii))
+
+
+def _parse_target(run_t: Mapping[str, Any], entries: list[NetworkEntry]
+                  ) -> tuple[int | None, tuple[int, int] | None]:
+    """``output`` or ``margin`` of ``[run]``, checked against every network's outputs."""
     output = run_t.get("output")
     margin = run_t.get("margin")
     if output is not None and margin is not None:
@@ -653,34 +624,7 @@ def parse_spec(data: Mapping[str, Any], base_dir: Path | None = None) -> SweepSp
             if i >= m:
                 raise LipoptError(f"[run] output index {i} is out of range for {e.id} "
                                   f"({m} outputs)")
-    time_limit = run_t.get("time_limit")
-    if time_limit is not None:
-        time_limit = _number(time_limit, "run.time_limit", positive=True)
-    options = run_t.get("options", {})
-    if not isinstance(options, Mapping):
-        raise LipoptError("[run.options] must be a table, e.g. [run.options.lp]")
-    check_solver_options(options)
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise LipoptError("description must be a string")
-    return SweepSpec(
-        networks=tuple(entries),
-        norms=norms,
-        methods=methods,
-        degrees=degrees,
-        radii=tuple(radii),
-        run=RunSettings(
-            output=output,
-            margin=margin,
-            time_limit=time_limit,
-            seed=_int(run_t.get("seed", 0), "run.seed", minimum=0),
-            max_memory_gb=_number(run_t.get("max_memory_gb", 8.0), "run.max_memory_gb",
-                                  positive=True),
-            exact_max_vars=_int(run_t.get("exact_max_vars", 22), "run.exact_max_vars", minimum=1),
-            options=copy.deepcopy(dict(options)),
-        ),
-        description=description,
-    )
+    return output, margin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -708,110 +652,98 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def run_task(task: Task) -> list[dict[str, Any]]:
-    """Compute every row of one task (naive + lower once, then each method × degree).
+def _hierarchy_methods() -> set[str]:
+    from .registry import methods
 
-    Never raises for a failing method: the row gets ``status = "error: …"``.
+    return {n for n, m in methods().items() if m.hierarchy is not None}
+
+
+def run_task(task: Task) -> list[dict[str, Any]]:
+    """The rows of one task: one :func:`~lipopt.chain.bound_chain` call (plus ``naive`` and
+    ``lower`` for the ratio columns); rows only for the task's (method, level) pairs.
+
+    Never raises: a task that fails as a whole gives every pair a ``status = "error: …"`` row.
     """
-    from .bounds import BoundResult, bound_chain, lower_bound, naive_bound
-    from .problems import build_problem, make_domain, make_target
+    from .chain import bound_chain
+    from .problems import make_domain, make_target
 
     cfg, entry, net = task.run, task.entry, task.entry.network
-    env = environment_info()
     common: dict[str, Any] = {
         "network": entry.id, "norm": task.norm, "radius": radius_label(task.radius),
         "family": entry.family, "source": entry.source, "architecture": entry.architecture,
         "band": entry.band, "init": entry.init, "seed": entry.seed, "sample_seed": cfg.seed,
-        "network_hash": entry.hash, "time_limit": cfg.time_limit, **env,
+        "network_hash": entry.hash, "time_limit": cfg.time_limit, **environment_info(),
     }
-    rows: list[dict[str, Any]] = []
-
-    def emit(method: str, degree: int | None, **values: Any) -> None:
-        row = {**common, "method": method, "degree": degree, **values}
-        row["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        rows.append(row)
-
+    methods = list(dict.fromkeys([*(m for m, _ in task.pairs), "naive", "lower"]))
+    levels: dict[str, list[int]] = {}
+    for m, k in task.pairs:
+        if k is not None:
+            levels.setdefault(m, []).append(int(k))
     try:
         target = make_target(net, output=cfg.output, margin=cfg.margin)
-        if task.radius is None:
-            domain, center = None, None
-        else:
+        domain, center = None, None
+        if task.radius is not None:
             has_x0 = net.x0 is not None
             centre = net.x0 if has_x0 else np.zeros(net.input_dim)
-            domain, center = make_domain(net, center=centre, eps=task.radius), (
-                "x0" if has_x0 else "0")
-    except Exception as e:  # a bad target/domain fails every row of the task
-        for m, d in task.pairs:
-            emit(m, d, certified=False, status=_error_status(e))
-        return rows
-    common["target"] = target.labels[0] if len(target.labels) == 1 else "all outputs (max)"
+            domain, center = make_domain(net, center=centre, eps=task.radius), ("x0" if has_x0 else "0")
+        chain = bound_chain(
+            net, task.norm, methods, levels, target, domain, seed=cfg.seed, time_limit=cfg.time_limit,
+            max_memory_bytes=cfg.max_memory_gb * 1e9, options=copy.deepcopy(cfg.options),
+            raise_if_all_refused=False,
+        )
+    except Exception as e:
+        return [_stamp({**common, "method": m, "level": k, "certified": False, "bound_type": "upper",
+                        "status": _error_status(e)}) for m, k in task.pairs]
+    common["target"] = target.labels[0] if len(target.labels) == 1 else "network"
     common["center"] = center
-
-    naive = naive_status = None
-    t0 = time.perf_counter()
-    try:
-        naive = naive_bound(net, task.norm, target, domain)
-    except Exception as e:
-        naive_status = _error_status(e)
-    naive_time = time.perf_counter() - t0
-    lower = lower_status = None
-    t0 = time.perf_counter()
-    try:
-        lower = lower_bound(net, task.norm, target, domain, seed=cfg.seed).value
-    except Exception as e:
-        lower_status = _error_status(e)
-    lower_time = time.perf_counter() - t0
-    common.update(lower_bound=_finite(lower), naive_bound=_finite(naive), lower_time_s=lower_time)
-
-    if any(m in RELAXATION_METHODS or m == "exact-pop" for m, _ in task.pairs):
-        t0 = time.perf_counter()
-        try:
-            problem = build_problem(net, task.norm, target, domain)
-            common.update(
-                n_pops=len(problem.pops),
-                pop_vars=max((p.n_vars for p in problem.pops), default=0),
-                pop_terms=sum(p.polynomial.num_terms for p in problem.pops),
-                pop_degree=max((p.degree for p in problem.pops), default=0),
-            )
-        except Exception:  # bound_chain reports the same error in the method rows
-            pass
-        common["problem_time_s"] = time.perf_counter() - t0
-
-    for method, degree in task.pairs:
-        if method == "naive":
-            emit(method, None, value=_finite(naive), certified=naive is not None,
-                 bound_type="upper", ratio_to_lower=_ratio(_finite(naive), _finite(lower)),
-                 ratio_to_naive=1.0 if naive else None, status=naive_status or "optimal",
-                 time_s=naive_time)
+    naive = next((_finite(b.value) for b in chain.bounds if b.method == "naive"), None)
+    lower = None if chain.lower_bound is None else _finite(chain.lower_bound.value)
+    common.update(lower_bound=lower, naive_bound=naive, **_problem_columns(chain))
+    rows = []
+    for m, k in task.pairs:
+        if m == "lower":
+            rows.append(_stamp({**common, "method": m, "level": None, "value": lower, "certified": False,
+                                "bound_type": "lower", "ratio_to_lower": 1.0 if lower else None,
+                                "ratio_to_naive": _ratio(lower, naive), "status": "lower bound"}))
             continue
-        if method == "lower":
-            emit(method, None, value=_finite(lower), certified=False, bound_type="lower",
-                 ratio_to_lower=1.0 if lower else None,
-                 ratio_to_naive=_ratio(_finite(lower), _finite(naive)),
-                 status=lower_status or "lower bound", time_s=lower_time)
-            continue
-        t0 = time.perf_counter()
-        try:
-            chain = bound_chain(
-                net, task.norm, [method], [degree] if degree is not None else None, target,
-                domain, seed=cfg.seed, time_limit=cfg.time_limit,
-                max_memory_bytes=cfg.max_memory_gb * 1e9, exact_max_vars=cfg.exact_max_vars,
-                progress=False, options=copy.deepcopy(cfg.options),
-            )
-            b: BoundResult = chain.bounds[0]
-        except Exception as e:
-            emit(method, degree, certified=False, bound_type="upper", status=_error_status(e),
-                 time_s=time.perf_counter() - t0)
-            continue
-        value = _finite(b.value)
-        size = dict(b.size or {})
-        emit(method, degree, value=value, certified=bool(b.certified) and value is not None,
-             bound_type="upper", ratio_to_lower=_ratio(value, _finite(lower)),
-             ratio_to_naive=_ratio(value, _finite(naive)), status=str(b.status),
-             time_s=b.time_s, build_time_s=b.build_time_s, solve_time_s=b.solve_time_s,
-             solver_value=_finite(b.solver_value), solver=b.solver, size=size,
-             **{col: size.get(key) for col, key in SIZE_COLUMNS.items()})
+        b = next((b for b in chain.bounds if b.method == m and b.level in (k, None)), None)
+        rows.append(_stamp({**common, **_row_columns(b, m, k, lower, naive)}))
     return rows
+
+
+def _stamp(row: dict[str, Any]) -> dict[str, Any]:
+    row["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return row
+
+
+def _problem_columns(chain: Any) -> dict[str, Any]:
+    problem = getattr(chain, "problem", None)
+    if problem is None:
+        return {}
+    return {
+        "n_pops": len(problem.pops),
+        "pop_vars": max((p.n_vars for p in problem.pops), default=0),
+        "pop_terms": sum(p.polynomial.num_terms for p in problem.pops),
+        "pop_degree": max((p.degree for p in problem.pops), default=0),
+    }
+
+
+def _row_columns(b: Any, method: str, level: int | None, lower: float | None, naive: float | None
+                 ) -> dict[str, Any]:
+    """The columns of one chain row (``b``; ``None`` when the chain made none for the pair)."""
+    if b is None:
+        return {"method": method, "level": level, "certified": False, "bound_type": "upper",
+                "status": "error: no row"}
+    value = _finite(b.value)
+    size = b.size.to_dict()
+    t = b.timings
+    return {
+        "method": method, "level": level, "value": value, "certified": b.certified and value is not None,
+        "bound_type": "upper", "ratio_to_lower": _ratio(value, lower), "ratio_to_naive": _ratio(value, naive),
+        "status": b.status.value, "time_limited": b.status.limited, "note": b.note, "time_s": t.total,
+        "build_time_s": t.build, "solve_time_s": t.solve, "solver_value": _finite(b.solver_value),
+        "solver": b.solver, "size": size, **{col: size.get(key) for col, key in SIZE_COLUMNS.items()},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1054,7 +986,7 @@ def _prepare_output(csv_path: Path) -> set[tuple[str, ...]]:
         table.lines.pop()
     rows = table.dicts()
     for r in rows:
-        done.add(row_key(r["network"], r["norm"], r["radius"], r["method"], r["degree"]))
+        done.add(row_key(r["network"], r["norm"], r["radius"], r["method"], r["level"]))
     if header != list(COLUMNS) or dropped or not table.terminated:
         # another version's columns, a dropped row, or no final line break (a row appended
         # now would be glued to the last one): rewrite with today's columns
@@ -1073,7 +1005,7 @@ def _prepare_output(csv_path: Path) -> set[tuple[str, ...]]:
             for line in fh:
                 try:
                     r = json.loads(line)
-                    k = row_key(r["network"], r["norm"], r["radius"], r["method"], r["degree"])
+                    k = row_key(r["network"], r["norm"], r["radius"], r["method"], r["level"])
                 except (ValueError, KeyError, TypeError):
                     continue
                 if k in done:
@@ -1144,7 +1076,7 @@ class SweepSummary:
     tasks: int  # tasks run
     rows_written: int
     rows_skipped: int  # already in the table
-    errors: int  # rows written with an error status
+    errors: int  # rows written without a bound (status "error: …" or "refused")
     seconds: float
 
     def __str__(self) -> str:
@@ -1158,7 +1090,7 @@ def _failed_rows(task: Task, err: BaseException) -> list[dict[str, Any]]:
     e = task.entry
     return [{
         "network": e.id, "norm": task.norm, "radius": radius_label(task.radius), "method": m,
-        "degree": d, "certified": False, "status": _error_status(err), "family": e.family,
+        "level": d, "certified": False, "status": _error_status(err), "family": e.family,
         "source": e.source, "architecture": e.architecture, "band": e.band, "init": e.init,
         "seed": e.seed, "sample_seed": task.run.seed, "network_hash": e.hash, **env,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1286,7 +1218,7 @@ def run_sweep(
         for task, result in iterate():
             rows = _failed_rows(task, result) if isinstance(result, BaseException) else result
             writer.write(rows)
-            errors += sum(str(r.get("status", "")).startswith("error") for r in rows)
+            errors += sum(str(r.get("status", "")).startswith(("error", "refused")) for r in rows)
             if bar is not None:
                 norm = {"inf": "∞"}.get(task.norm, task.norm)
                 bar.set_postfix_str(f"{task.entry.id} ℓ{norm} {radius_label(task.radius)}",

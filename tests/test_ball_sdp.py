@@ -10,16 +10,14 @@ import pytest
 from conftest import random_net
 
 from lipopt.bounds import naive_bound
+from lipopt.certificates import SDP_DUAL, certify_ball_dual
 from lipopt.errors import LipoptError
+from lipopt.methods.ball import BallOptions, ball_objective, ball_sdp_bound
+from lipopt.methods.pop import sdp_bound
 from lipopt.network import Dense, Network, Residual
+from lipopt.norms import parse_norm
 from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
-from lipopt.solvers.ball_sdp import (
-    ball_objective,
-    ball_sdp_bound,
-    ball_sdp_target_bound,
-    certify_ball_dual,
-)
-from lipopt.solvers.sdp_pipeline import sdp_bound
+from lipopt.registry import Context, get_method
 
 
 def pop_max(net: Network, c: np.ndarray, domain=None) -> float:
@@ -38,9 +36,9 @@ def pop_max(net: Network, c: np.ndarray, domain=None) -> float:
 def test_bound_between_exact_and_naive(sizes: list[int], seed: int, solver: str) -> None:
     net = random_net(sizes, seed)
     c = np.eye(sizes[-1])[0]
-    r = ball_sdp_bound(net, c, solver=solver)
-    assert r.certified and r.route == "ball"
-    assert r.size["psd_dim"] == sizes[0] + sizes[1] + 1
+    r = ball_sdp_bound(net, c, options=BallOptions(solver=solver))
+    assert r.certified and r.certificate.kind == SDP_DUAL
+    assert r.size.largest_block == sizes[0] + sizes[1] + 1
     exact = pop_max(net, c)
     assert r.value >= exact
     assert r.value <= naive_bound(net, "2", make_target(net, output=0))
@@ -64,15 +62,16 @@ def test_local_domain_not_above_global() -> None:
     glob = ball_sdp_bound(net, c)
     loc = ball_sdp_bound(net, c, dom)
     assert loc.certified and glob.certified
-    assert loc.size["n_free"] < glob.size["n_free"]  # some neurons are fixed near the center
+    assert loc.size.variables < glob.size.variables  # some neurons are fixed near the center
     assert pop_max(net, c, dom) <= loc.value <= glob.value * (1 + 1e-9)
 
 
 def test_leaky_relu_and_target_max() -> None:
     net = random_net([3, 8, 3], 5, activation="leaky_relu")
-    r = ball_sdp_target_bound(net)
+    r = get_method("sdp-ball").run(Context(net, "2", make_target(net), None), None, BallOptions())
     per = [ball_sdp_bound(net, c).value for c in np.eye(3)]
-    assert r.value == max(per) and r.size["n_targets"] == 3
+    # the network's ℓ2 constant from the rows' bounds (the rows themselves: one solve each)
+    assert r.value == parse_norm("2").combine_rows(per) >= max(per) and r.size.solves == 3
     assert r.value >= max(pop_max(net, c) for c in np.eye(3))
 
 
@@ -84,15 +83,15 @@ def test_certificate_valid_for_any_dual() -> None:
     exact = pop_max(net, c)
     rng = np.random.default_rng(0)
     for _ in range(5):
-        bound, info = certify_ball_dual(C, rng.random(), rng.normal(size=C.shape[1]), err)
-        assert bound >= exact and info["psd_shift"] >= 0
-    assert certify_ball_dual(C, math.nan, np.zeros(C.shape[1]))[0] == math.inf
+        cert = certify_ball_dual(C, rng.random(), rng.normal(size=C.shape[1]), err)
+        assert cert.value >= exact and cert.details["psd_shift"] >= 0
+    assert certify_ball_dual(C, math.nan, np.zeros(C.shape[1])).value == math.inf
 
 
 def test_time_limited_solve_is_still_certified() -> None:
     net = random_net([6, 12, 2], 7)
     c = np.eye(2)[0]
-    r = ball_sdp_bound(net, c, solver="SCS", time_limit=1e-3)
+    r = ball_sdp_bound(net, c, options=BallOptions(solver="SCS"), time_limit=1e-3)
     assert r.certified and r.value >= pop_max(net, c)
 
 
@@ -106,4 +105,4 @@ def test_refuses_deep_and_residual_networks() -> None:
     with pytest.raises(LipoptError, match="residual.*--method sdp"):
         ball_sdp_bound(res, np.ones(1))
     with pytest.raises(LipoptError, match="unknown solver"):
-        ball_sdp_bound(random_net([2, 3, 1], 0), np.ones(1), solver="nope")
+        ball_sdp_bound(random_net([2, 3, 1], 0), np.ones(1), options=BallOptions(solver="nope"))

@@ -4,7 +4,8 @@ from conftest import random_net
 from test_problems import brute_force_vertices
 
 from lipopt import LipoptError
-from lipopt.bounds import abs_product_bound, bound_chain, lower_bound, naive_bound
+from lipopt.bounds import abs_product_bound, lower_bound, naive_bound
+from lipopt.chain import bound_chain
 from lipopt.network import Network
 from lipopt.problems import make_domain, make_target
 
@@ -25,9 +26,25 @@ def test_naive_matches_independent_computation(norm):
     weights = [layer.dense_weight() for layer in net.layers]
     target = make_target(net)
     expected = max(independent_naive(weights, c, norm) for c in target.vectors)
-    value = naive_bound(net, norm, target)
+    # the largest of the per-output (scalar) bounds; without a target naive bounds the network
+    value = max(naive_bound(net, norm, make_target(net, output=k)) for k in range(net.output_dim))
     assert value >= expected
     assert value == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_naive_bounds_the_network_constant_by_operator_norms(norm):
+    """Without a target: ``‖W_{L+1}‖_{p→p} Π ‖W_l‖_{p→p}`` (ReLU caps are 1 globally)."""
+    net = random_net([5, 7, 6, 3], seed=11)
+    weights = [layer.dense_weight() for layer in net.layers]
+    op = {
+        "inf": lambda w: np.abs(w).sum(1).max(),
+        "1": lambda w: np.abs(w).sum(0).max(),
+        "2": lambda w: np.linalg.svd(w, compute_uv=False)[0],
+    }[norm]
+    expected = float(np.prod([op(w) for w in weights]))
+    value = naive_bound(net, norm)
+    assert value >= expected and value == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("norm", ["inf", "2", "1"])
@@ -77,24 +94,25 @@ def test_chain_rejects_unknown_method_and_bad_degree():
     with pytest.raises(LipoptError, match="unknown method 'magic'"):
         bound_chain(net, "inf", ["magic"])
     with pytest.raises(LipoptError, match="positive integer"):
-        bound_chain(net, "inf", ["naive"], degrees=[0])
+        bound_chain(net, "inf", ["naive"], levels=[0])
 
 
 def test_chain_is_monotone_even_when_a_higher_level_certifies_worse():
-    from lipopt.bounds import BoundResult, _keep_monotone
+    from lipopt.chain import _keep_monotone
+    from lipopt.results import BoundResult
 
-    lo = BoundResult("lp", 2, 1.0, True, "optimal", 0.1)
-    hi = BoundResult("lp", 3, 1.0000001, True, "optimal", 0.1)
-    kept = _keep_monotone([lo], hi)
-    assert kept.value == 1.0 and kept.certified and "degree-2" in kept.note
-    failed = BoundResult("lp", 4, float("inf"), False, "time_limit", 0.1)
-    assert _keep_monotone([lo, kept], failed).value == 1.0
+    lo = BoundResult("lp", 2, 1.0, True, "optimal")
+    hi = BoundResult("lp", 3, 1.0000001, True, "optimal")
+    kept = _keep_monotone([lo], hi, "level")
+    assert kept.value == 1.0 and kept.certified and "level-2" in kept.note
+    failed = BoundResult("lp", 4, float("inf"), False, "time_limit")
+    assert _keep_monotone([lo, kept], failed, "level").value == 1.0
 
 
 def test_time_limit_covers_all_pops_and_falls_back_to_a_valid_bound():
     """ℓ1 has one POP per input and sign; a spent budget leaves the rest with the degree-0
     certificate p_∅ + Σ max(p_S, 0), still ≥ the vertex maximum."""
-    from lipopt.bounds import positive_part_bound
+    from lipopt.methods.pop import positive_part_bound
     from lipopt.problems import build_problem
 
     net = random_net([4, 6, 5, 1], seed=7)
@@ -123,9 +141,9 @@ def test_a_refused_step_in_a_chain_becomes_a_row_and_alone_it_is_the_error():
 
 def test_chain_does_not_mutate_the_callers_options_and_checks_the_seed():
     net = random_net([3, 4, 1], seed=6)
-    options = {"lp": {"method": "ipm"}}
+    options = {"lp": {"algorithm": "ipm"}}
     bound_chain(net, "inf", ["lp"], {"lp": [2]}, options=options, time_limit=5.0)
-    assert options == {"lp": {"method": "ipm"}}
+    assert options == {"lp": {"algorithm": "ipm"}}
     with pytest.raises(LipoptError, match="seed must be a non-negative integer"):
         lower_bound(net, "inf", seed=-1)
     with pytest.raises(LipoptError, match="center contains NaN"):

@@ -7,6 +7,7 @@ import pytest
 from conftest import random_net
 
 from lipopt.cli import main, plan_methods
+from lipopt.errors import LipoptError
 from lipopt.loaders import save_npz
 
 
@@ -34,7 +35,7 @@ def test_bound_json_schema(net_file, capsys):
         "naive",
         "--method",
         "lp",
-        "--degree",
+        "--level",
         "3",
         "--method",
         "exact-pop",
@@ -46,7 +47,7 @@ def test_bound_json_schema(net_file, capsys):
     assert d["norm"] == "inf" and d["domain"] is None
     keys = {
         "method",
-        "degree",
+        "level",
         "value",
         "certified",
         "status",
@@ -57,7 +58,7 @@ def test_bound_json_schema(net_file, capsys):
     }
     for b in d["bounds"]:
         assert keys <= set(b)
-    by = {(b["method"], b["degree"]): b for b in d["bounds"]}
+    by = {(b["method"], b["level"]): b for b in d["bounds"]}
     exact = by[("exact-pop", None)]["value"]
     assert by[("lp", 3)]["certified"] and by[("lp", 3)]["value"] >= exact * (1 - 1e-12)
     assert by[("naive", None)]["value"] >= by[("lp", 3)]["value"]
@@ -86,11 +87,16 @@ def test_local_bound_with_center_file(net_file, tmp_path, capsys):
     assert d["domain"]["dim"] == 3 and d["target"]["labels"] == ["output 1"]
 
 
-def test_plan_binds_degrees_to_the_method_before_them():
-    plan = [("lp", [2, 3]), ("sdp", [1]), ("naive", [])]
+def test_plan_binds_levels_to_the_method_before_them():
+    plan = [("lp", [("level", 2), ("level", 3)]), ("sdp", [("order", 1)]), ("naive", [])]
     assert plan_methods(plan) == (["lp", "sdp", "naive"], {"lp": [2, 3], "sdp": [1]})
-    assert plan_methods([("*", [4]), ("lp", []), ("sdp+lp", [])])[1] == {"lp": [4], "sdp+lp": [4]}
-    assert plan_methods(None)[0] == ["naive", "abs-product", "lp", "lower"]
+    shared = [("*", [("level", 4)]), ("lp", []), ("sdp+lp", [])]
+    assert plan_methods(shared)[1] == {"lp": [4], "sdp+lp": [4]}
+    assert plan_methods(None) == (["auto"], {})  # no --method: the automatic chain
+    with pytest.raises(LipoptError, match="takes --order"):
+        plan_methods([("sdp", [("level", 2)])])
+    with pytest.raises(LipoptError, match="has no level or order"):
+        plan_methods([("naive", [("level", 2)])])
 
 
 def test_info_and_text_output(net_file, capsys):
@@ -108,15 +114,14 @@ def test_info_and_text_output(net_file, capsys):
         (lambda p, t: ["bound", p, "--output", "7"], "out of range"),
         (lambda p, t: ["bound", p, "--margin", "1", "1"], "different outputs"),
         (lambda p, t: ["bound", p, "--method", "magic"], "unknown method 'magic'"),
-        (lambda p, t: ["bound", p, "--method", "lp", "--degree", "1"], "below the polynomial degree"),
-        (lambda p, t: ["bound", p, "--method", "lp", "--degree", "0"], "positive integer"),
+        (lambda p, t: ["bound", p, "--method", "lp", "--level", "1"], "below the polynomial degree"),
+        (lambda p, t: ["bound", p, "--method", "lp", "--level", "0"], "positive integer"),
         (lambda p, t: ["bound", p, "--eps", "0.1"], "--eps needs --center"),
         (lambda p, t: ["bound", p, "--center", "x0", "--eps", "0.1"], "no 'x0'"),
         (lambda p, t: ["bound", p, "--box", "1", "0"], "LO <= HI"),
-        (lambda p, t: ["bound", p, "--norm", "2", "--method", "lipsdp", "--box", "0", "1"], "global method"),
         (lambda p, t: ["bound", _nan_net(t)], "NaN"),
         (lambda p, t: ["bound", _mismatch_net(t)], "shape mismatch"),
-        (lambda p, t: ["bound", p, "--method", "lp", "--degree", "6", "--max-memory", "1e-6"], "memory"),
+        (lambda p, t: ["bound", p, "--method", "lp", "--level", "6", "--max-memory", "1e-6"], "memory"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(net_file, tmp_path, capsys, make_args, message):
@@ -125,6 +130,21 @@ def test_bad_input_is_one_line_and_exit_2(net_file, tmp_path, capsys, make_args,
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert out == ""
+
+
+def test_a_global_method_on_a_box_reports_its_global_bound(net_file, capsys):
+    """A global bound holds on every box: lipsdp on --box runs globally, and its row says so."""
+    out = _run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp", "--box", "0", "1")
+    (row,) = json.loads(out)["bounds"]
+    assert row["certified"] and "global method" in row["note"] and "ran globally" in row["note"]
+    glob = json.loads(_run_json(capsys, "bound", net_file, "--norm", "2", "--method", "lipsdp"))["bounds"][0]
+    assert row["value"] == glob["value"]
+
+
+def _run_json(capsys, *argv):
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return out
 
 
 def test_bad_norm_is_an_argparse_error(net_file):

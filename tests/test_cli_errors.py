@@ -6,7 +6,6 @@ and no half-written file.
 """
 
 import copy
-import inspect
 import json
 import os
 import subprocess
@@ -69,7 +68,8 @@ def strict_json(text: str):
         (["bund"], "invalid choice: 'bund'"),
         (["bound"], "required: network"),
         (["bound", "NET", "--norm", "3"], "argument --norm: invalid choice: '3'"),
-        (["bound", "NET", "--degree", "2.5"], "invalid int value: '2.5'"),
+        (["bound", "NET", "--level", "2.5"], "invalid int value: '2.5'"),
+        (["bound", "NET", "--degree", "3"], "--degree was renamed: use --level K"),
         (["bound", "NET", "--margin", "0"], "expected 2 arguments"),
         (["bound", "NET", "--output", "0", "--margin", "0", "1"], "not allowed with argument --output"),
         (["bound", "NET", "--lp-algorithm", "magic"], "argument --lp-algorithm: invalid choice"),
@@ -122,9 +122,11 @@ def _bad_inputs(p: Path, t: Path):
         (["info", t / "dir.npz"], "dir.npz is a directory"),
         (["info", t / "net.h5"], "unsupported file type '.h5'"),
         (["info", p, "--input-shape", "-1", "-3"], "--input-shape needs positive sizes"),
-        (["bound", p, "--degree", "100000"], "--degree 100000 is too large"),
-        (["bound", p, "--method", "lp", "--degree", "-2"], "--degree must be a positive integer"),
-        (["bound", p, "--method", "naive", "--degree", "3"], "--degree applies to the relaxations"),
+        (["bound", p, "--level", "100000"], "level/order 100000 is too large"),
+        (["bound", p, "--method", "lp", "--level", "-2"], "must be a positive integer"),
+        (["bound", p, "--method", "naive", "--level", "3"], "--level 3 follows --method naive, which has no"),
+        (["bound", p, "--method", "sdp", "--level", "3"], "which takes --order"),
+        (["bound", p, "--order", "1", "--method", "naive"], "--order applies to sdp"),
         (["bound", p, "--method", "LP"], "did you mean 'lp'?"),
         (["bound", p, "--margin", "1", "1"], "--margin I J needs two different outputs, got 1 1"),
         (["bound", p, "--eps", "-0.1", "--center", t / "c3.npy"], "--eps must be a finite radius >= 0"),
@@ -143,7 +145,7 @@ def _bad_inputs(p: Path, t: Path):
         (["bound", p, "--time-limit", "0"], "--time-limit must be a positive number"),
         (["bound", p, "--time-limit", "nan"], "--time-limit must be a positive number"),
         (["bound", p, "--seed", "-1"], "--seed must be a non-negative integer"),
-        (["bound", p, "--lp-threads", "-1"], "--lp-threads must be >= 0"),
+        (["bound", p, "--lp-threads", "-1"], "lp option 'threads' must be >= 0"),
         (["bound", p, "--method", "naive", "--lp-algorithm", "ipm"], "need --method lp"),
         (["bound", p, "--lp-basis", "krivine", "--lp-project", "on"], "Sherali–Adams basis only"),
         (["graph", p, "--save", t / "g.svg"], "use a .png or .pdf file name"),
@@ -178,30 +180,19 @@ def test_unexpected_errors_are_one_line_exit_1(net_file, capsys, monkeypatch):
 
 
 # --- LP solver flags -------------------------------------------------------------------------
-def test_lp_choices_match_the_library():
-    from lipopt.graph import CLIQUE_METHODS
-    from lipopt.hierarchy.lp import BASES
-    from lipopt.solvers.highs import METHODS
-    from lipopt.solvers.lp_pipeline import lp_bound
-
-    assert cli.LP_ALGORITHMS == METHODS
-    assert cli.LP_BASES == BASES
-    assert cli.LP_CLIQUES == CLIQUE_METHODS
-    assert set(cli.LP_FLAGS.values()) <= set(inspect.signature(lp_bound).parameters)
-
-
-def test_lp_flags_reach_lp_bound(net_file, capsys, monkeypatch):
-    import lipopt.bounds
+def test_lp_flags_reach_the_lp_method(net_file, capsys, monkeypatch):
+    """The --lp-* flags are generated from the lp method's Options and reach its run."""
+    import lipopt.api
 
     seen = {}
-    real = lipopt.bounds.bound_chain
+    real = lipopt.api.bound_chain
 
     def spy(*args, **kwargs):
-        seen["options"] = copy.deepcopy(kwargs.get("options"))  # bound_chain adds defaults to it
+        seen["options"] = copy.deepcopy(kwargs.get("options"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lipopt.bounds, "bound_chain", spy)
-    argv = ["bound", net_file, "--method", "lp", "--degree", "3", "--json"]
+    monkeypatch.setattr(lipopt.api, "bound_chain", spy)
+    argv = ["bound", net_file, "--method", "lp", "--level", "3", "--json"]
     code, out, err = run(
         capsys,
         *argv,
@@ -219,11 +210,11 @@ def test_lp_flags_reach_lp_bound(net_file, capsys, monkeypatch):
     assert code == 0, err
     assert seen["options"] == {
         "lp": {
-            "method": "ipm",
+            "algorithm": "ipm",
             "threads": 1,
             "basis": "sherali-adams",
             "project": False,
-            "clique_method": "min-fill",
+            "cliques": "min-fill",
         }
     }
     lp = [b for b in strict_json(out)["bounds"] if b["method"] == "lp"][0]
@@ -236,7 +227,7 @@ def test_lp_flags_reach_lp_bound(net_file, capsys, monkeypatch):
     assert code == 0, err
     kv = [b for b in strict_json(out2)["bounds"] if b["method"] == "lp"][0]
     base = [b for b in strict_json(out)["bounds"] if b["method"] == "lp"][0]
-    assert kv["certified"] and kv["size"]["rows"] > base["size"]["rows"]
+    assert kv["certified"] and kv["size"]["constraints"] > base["size"]["constraints"]
     assert kv["value"] >= base["value"] * (1 - 1e-9)
 
 
@@ -248,7 +239,7 @@ def test_json_is_strict(capsys):
 
 @pytest.mark.parametrize("command", ["info", "bound", "graph"])
 def test_json_stdout_holds_only_json(net_file, capsys, command):
-    extra = ["--method", "naive", "--method", "lp", "--degree", "3"] if command == "bound" else []
+    extra = ["--method", "naive", "--method", "lp", "--level", "3"] if command == "bound" else []
     code, out, err = run(capsys, command, net_file, "--json", *extra)
     assert code == 0, err
     strict_json(out)
@@ -308,17 +299,18 @@ def test_plot_bad_input(results_csv, tmp_path, capsys):
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
-SPEC = '[networks]\nfiles = ["net.npz"]\n[run]\nnorms = ["inf"]\nmethods = ["naive", "lp"]\ndegrees = [3]\n'
+SPEC = '[networks]\nfiles = ["net.npz"]\n[run]\nnorms = ["inf"]\nmethods = ["naive", "lp"]\nlevels = [3]\n'
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
         (SPEC + "margin = [0, 0]\n", "run.margin needs two different outputs"),
-        (SPEC + '[run.options.lp]\nmethod = "fast"\n', "method = 'fast'; choose from auto"),
-        (SPEC + "[run.options.lp]\nthreds = 2\n", "unknown key 'threds' in [run.options.lp]"),
-        (SPEC + "[run.options.lp]\nthreads = -1\n", "threads must be an integer >= 0"),
-        (SPEC + '[run.options.LP]\nmethod = "ipm"\n', "unknown solver section [run.options.LP]"),
+        (SPEC + '[run.options.lp]\nalgorithm = "fast"\n', "'algorithm' must be one of auto, simplex"),
+        (SPEC + "[run.options.lp]\nthreds = 2\n", "[run.options.lp]: unknown lp option 'threds'"),
+        (SPEC + "[run.options.lp]\nthreads = -1\n", "'threads' must be >= 0"),
+        (SPEC + '[run.options.LP]\nalgorithm = "ipm"\n', "unknown options section [run.options.LP]"),
+        (SPEC.replace("levels", "degrees"), "run.degrees was renamed run.levels"),
         (b"\xff\xfe not text", "not a UTF-8 text file"),
     ],
 )
@@ -351,7 +343,7 @@ def test_sweep_argument_errors(net_file, tmp_path, capsys):
 
 def test_sweep_options_are_used(net_file, tmp_path, capsys):
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC + '[run.options.lp]\nmethod = "ipm"\nthreads = 1\nproject = false\n')
+    spec.write_text(SPEC + '[run.options.lp]\nalgorithm = "ipm"\nthreads = 1\nproject = false\n')
     out = tmp_path / "r.csv"
     code, stdout, err = run(capsys, "sweep", spec, "--out", out, "--no-progress")
     assert code == 0, err
@@ -397,7 +389,7 @@ def test_real_process_streams(net_file, tmp_path):
             str(net_file),
             "--method",
             "lp",
-            "--degree",
+            "--level",
             "3",
             "--lp-algorithm",
             "simplex",

@@ -316,7 +316,7 @@ def test_rich_cnn_torch_torchscript_and_onnx(tmp_path: Path) -> None:
     torch.jit.save(torch.jit.script(model), tmp_path / "scripted.pt")
     torch.jit.save(torch.jit.trace(model, x, check_trace=False), tmp_path / "traced.pth")
     for name in ("model.pt", "scripted.pt", "traced.pth"):
-        other = load_network(tmp_path / name, input_shape=shape)
+        other = load_network(tmp_path / name, input_shape=shape, trust_pickle=name == "model.pt")
         assert other.architecture() == net.architecture()
         _check_network(torch, model, other, shape, polynomial=False)
     if pytest.importorskip("onnx"):
@@ -478,11 +478,12 @@ def test_cli_info_reports_sparse_conv_layers(tmp_path: Path, capsys: pytest.Capt
     from lipopt.cli import main
 
     torch.save(_small_cnn(torch), tmp_path / "cnn.pt")
-    assert main(["info", str(tmp_path / "cnn.pt"), "--input-shape", "1", "8", "8", "--json"]) == 0
+    args = ["info", str(tmp_path / "cnn.pt"), "--input-shape", "1", "8", "8", "--json", "--trust-pickle"]
+    assert main(args) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["architecture"] == "64-192-36-1"
     assert info["layers"][0]["sparse"] and info["layers"][0]["density"] < 0.15
-    assert main(["info", str(tmp_path / "cnn.pt")]) == 2
+    assert main(["info", str(tmp_path / "cnn.pt"), "--trust-pickle"]) == 2
     assert "needs --input-shape C H W" in capsys.readouterr().err
 
 

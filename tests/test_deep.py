@@ -1,7 +1,7 @@
 """Deep-network methods (lifted LP, branch and bound, MILP) against exact region enumeration.
 
 The reference values come from :func:`lipopt.exact.exact_lipschitz` /
-:func:`~lipopt.exact.exact_jacobian_norm` (enumeration of the full-dimensional linear regions),
+``c=None``, the network's constant (enumeration of the full-dimensional linear regions),
 which shares no code with the branch and bound. Properties checked: every certified upper bound
 is ≥ the exact constant, every lower bound ≤ it, and both meet when the search closes its gap.
 """
@@ -14,7 +14,7 @@ from conftest import random_net
 
 from lipopt.bab import BabSettings, BranchAndBound
 from lipopt.errors import LipoptError
-from lipopt.exact import exact_jacobian_norm, exact_lipschitz
+from lipopt.exact import exact_lipschitz
 from lipopt.hierarchy.lifted import LiftedTemplate
 from lipopt.milp import LipMilp
 from lipopt.network import Network
@@ -42,7 +42,7 @@ def _box(net: Network, lo: float = -0.5, hi: float = 1.0):
 
 def _exact(net: Network, norm: str, box, vector: bool, c=None) -> float:
     if vector:
-        return exact_jacobian_norm(net, norm, box, max_neurons=16)
+        return exact_lipschitz(net, None, norm, box, max_neurons=16)
     return exact_lipschitz(net, c, norm, box, max_neurons=16)
 
 
@@ -106,14 +106,14 @@ def test_margin_target_and_vector_targets():
     c = np.array([1.0, -1.0, 0.0])
     _assert_sound(_bab(net, "1", box, False, c), exact_lipschitz(net, c, "1", box, max_neurons=16))
     for norm in ("inf", "1", "2"):  # three outputs: ℓ1 by sign vectors, ℓ2 by the Frobenius LP
-        _assert_sound(_bab(net, norm, box, True), exact_jacobian_norm(net, norm, box, max_neurons=16))
+        _assert_sound(_bab(net, norm, box, True), exact_lipschitz(net, None, norm, box, max_neurons=16))
 
 
 def test_vector_l1_with_many_outputs_uses_the_output_box():
     net = random_net([2, 3, 3, 6], seed=8)  # 6 outputs: c ∈ [−1, 1]^6 with one objective per input
     box = _box(net)
     out = _bab(net, "1", box, True)
-    _assert_sound(out, exact_jacobian_norm(net, "1", box, max_neurons=16))
+    _assert_sound(out, exact_lipschitz(net, None, "1", box, max_neurons=16))
 
 
 def test_degenerate_box_is_a_point():
@@ -242,7 +242,7 @@ def test_lifted_lp_size_is_linear_in_the_weights():
 
 def test_registered_methods_end_to_end():
     net = random_net([3, 4, 4, 2], seed=1)
-    exact = exact_jacobian_norm(net, "inf", _box(net), max_neurons=16)
+    exact = exact_lipschitz(net, None, "inf", _box(net), max_neurons=16)
     ctx = Context(net, "inf", make_target(net), make_domain(net, box=(-0.5, 1.0)), time_limit=60)
     abs_product = get_method("abs-product").run(ctx, None, None).value
     lifted = get_method("lifted").run(ctx, None, parse_options("lifted", {}))

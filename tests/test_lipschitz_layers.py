@@ -31,8 +31,8 @@ from lipopt.models.lipschitz import (
 )
 from lipopt.problems import build_problem, make_target
 
-HAS_LP = importlib.util.find_spec("lipopt.solvers.lp_pipeline") is not None
-needs_lp = pytest.mark.skipif(not HAS_LP, reason="lipopt.solvers.lp_pipeline is not available")
+HAS_LP = importlib.util.find_spec("lipopt.methods.pop") is not None
+needs_lp = pytest.mark.skipif(not HAS_LP, reason="lipopt.methods.pop is not available")
 KINDS = sorted(STACKS)
 
 

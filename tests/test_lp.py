@@ -7,16 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lipopt.certificates import certify_lp
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
 from lipopt.graph import clique_structure
-from lipopt.hierarchy.lp import _Codec, build_lp, estimate_lp_size
+from lipopt.hierarchy.lp import build_lp, estimate_lp_size
+from lipopt.hierarchy.subsets import Codec
+from lipopt.methods.pop import LPOptions, lp_bound
 from lipopt.network import Network
 from lipopt.polynomial import PAD, Polynomial
 from lipopt.problems import build_problem, make_domain, make_target
-from lipopt.solvers.certify import certify_lp
 from lipopt.solvers.highs import solve_lp
-from lipopt.solvers.lp_pipeline import lp_bound, lp_size
 
 TOL = 1e-6
 
@@ -46,10 +47,14 @@ def exact_value(problem) -> float:
     return problem.combine(vals)
 
 
+def lp_size(pop, level: int):
+    return estimate_lp_size(clique_structure(pop.polynomial), level, poly=pop.polynomial)
+
+
 def lp_value(problem, level: int, **kw) -> float:
     vals = []
     for p in problem.pops:
-        r = lp_bound(p, max(level, p.degree), **kw)
+        r = lp_bound(p, max(level, p.degree), LPOptions(**kw))
         assert r.certified
         vals.append(r.value)
     return problem.combine(vals)
@@ -72,7 +77,7 @@ net_params = st.fixed_dictionaries({
 def test_lp_bounds_exact_values(params, norm):
     net = random_net(**params)
     problem = pops_of(net, norm)
-    if any(lp_size(p, max(2, p.degree))["nnz"] > 100_000 for p in problem.pops if p.n_vars):
+    if any(lp_size(p, max(2, p.degree)).nonzeros > 100_000 for p in problem.pops if p.n_vars):
         return  # keep the suite fast (ℓ2 squares double the degree)
     ex = exact_value(problem)
     lp = lp_value(problem, 2)
@@ -109,7 +114,7 @@ def test_chain_monotone_and_exact_at_max_clique(params):
     ex = exact_pop_max(pop.polynomial)
     cs = clique_structure(pop.polynomial)
     top = pop.degree  # keep the LPs small
-    while top < cs.max_clique and lp_size(pop, top + 1)["nnz"] <= 30_000:
+    while top < cs.max_clique and lp_size(pop, top + 1).nonzeros <= 30_000:
         top += 1
     values = [lp_bound(pop, k).value for k in range(pop.degree, top + 1)]
     assert all(v >= ex - 1e-9 for v in values)
@@ -127,7 +132,7 @@ def test_exact_at_max_clique(seed, depth, banded):
     ex = exact_pop_max(pop.polynomial)
     cs = clique_structure(pop.polynomial)
     assert cs.max_clique <= 7
-    r = lp_bound(pop, max(cs.max_clique, pop.degree), method="simplex")
+    r = lp_bound(pop, max(cs.max_clique, pop.degree), LPOptions(algorithm="simplex"))
     assert r.value == pytest.approx(ex, abs=TOL * max(1.0, abs(ex)))
     assert r.value >= ex
 
@@ -152,11 +157,11 @@ def test_dense_tighter_than_sparse(seed):
     tol = TOL * max(1.0, abs(ex))
     for k in (pop.degree, pop.degree + 1):
         sparse = lp_bound(pop, k).value
-        dense = lp_bound(pop, k, sparse=False).value
+        dense = lp_bound(pop, k, LPOptions(cliques="dense")).value
         assert ex - 1e-9 <= dense <= sparse + tol
     small = pops_of(random_net(seed, depth=2, n_in=2, width=2)).pops[0]
     ex_small = exact_pop_max(small.polynomial)
-    assert lp_bound(small, small.n_vars, sparse=False).value == pytest.approx(ex_small, abs=TOL)
+    assert lp_bound(small, small.n_vars, LPOptions(cliques="dense")).value == pytest.approx(ex_small, abs=TOL)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -165,8 +170,8 @@ def test_krivine_never_tighter(seed):
     pop = pops_of(net).pops[0]
     ex = exact_pop_max(pop.polynomial)
     for k in (3, 4):
-        sa = lp_bound(pop, k, basis="sherali-adams").value
-        kr = lp_bound(pop, k, basis="krivine").value
+        sa = lp_bound(pop, k, LPOptions(basis="sherali-adams")).value
+        kr = lp_bound(pop, k, LPOptions(basis="krivine")).value
         assert kr >= sa - TOL
         assert kr >= ex - 1e-9
 
@@ -182,10 +187,10 @@ def test_projection_is_exact_reformulation(k):
     for project in (False, True):
         relax = build_lp(pop.polynomial, cs, k, project=project)
         est = estimate_lp_size(cs, k, project=project, poly=pop.polynomial)
-        assert (est["rows"], est["cols"], est["nnz"]) == (relax.rows, relax.cols, relax.nnz)
-        sol = solve_lp(relax, method="simplex")
+        assert (est.constraints, est.variables, est.nonzeros) == (relax.rows, relax.cols, relax.nnz)
+        sol = solve_lp(relax.program(), settings={"algorithm": "simplex"})
         assert sol.status == "optimal"
-        vals.append(certify_lp(relax, sol.row_dual).value)
+        vals.append(certify_lp(relax, sol.duals[0]).value)
     assert vals[0] == pytest.approx(vals[1], abs=TOL)
 
 
@@ -199,11 +204,11 @@ def test_size_estimate_is_exact(params, k, method):
     for basis in ("sherali-adams", "krivine"):
         relax = build_lp(pop.polynomial, cs, k, basis=basis)
         est = estimate_lp_size(cs, k, basis, poly=pop.polynomial)
-        assert (est["rows"], est["cols"]) == (relax.rows, relax.cols)
+        assert (est.constraints, est.variables) == (relax.rows, relax.cols)
         if basis == "sherali-adams":
-            assert est["nnz"] == relax.nnz
+            assert est.nonzeros == relax.nnz
         else:
-            assert est["nnz"] >= relax.nnz
+            assert est.nonzeros >= relax.nnz
         # every row is the expansion of a product that is ≥ 0 on {0,1}^n
         pts = np.random.default_rng(0).integers(0, 2, (64, pop.n_vars)).astype(float)
         mono = relax.moments
@@ -231,7 +236,7 @@ def test_any_multipliers_give_valid_bound(seed, scale, basis):
     cert = certify_lp(relax, c)
     assert cert.certified
     assert cert.value >= exact_pop_max(pop.polynomial)
-    assert cert.n_clipped == int(np.count_nonzero(c < 0))
+    assert cert.details["n_clipped"] == int(np.count_nonzero(c < 0))
 
 
 def test_certificate_edge_cases():
@@ -253,12 +258,12 @@ def test_optimal_certificate_matches_solver():
     relax = build_lp(pop.polynomial, clique_structure(pop.polynomial), 3)
     for method in ("simplex", "ipm", "ipm-crossover"):
         for formulation in ("primal", "dual"):
-            sol = solve_lp(relax, method=method, formulation=formulation)
+            sol = solve_lp(relax.program(), settings={"algorithm": method, "formulation": formulation})
             assert sol.status == "optimal"
-            cert = certify_lp(relax, sol.row_dual, sol.solver_value)
+            cert = certify_lp(relax, sol.duals[0], sol.value)
             if method != "ipm":  # a vertex solution: the certificate is the exact LP value
-                assert cert.value >= sol.solver_value - 1e-9
-            assert cert.value == pytest.approx(sol.solver_value, abs=1e-6)
+                assert cert.value >= sol.value - 1e-9
+            assert cert.value == pytest.approx(sol.value, abs=1e-6)
             assert cert.margin < 1e-9
 
 
@@ -266,7 +271,7 @@ def test_thread_count_can_change_between_solves():
     pop = pops_of(random_net(4, depth=1, width=4)).pops[0]
     ref = lp_bound(pop, 2).value
     for threads in (2, 1, None, 1):
-        r = lp_bound(pop, 2, threads=threads, method="ipm")
+        r = lp_bound(pop, 2, LPOptions(threads=threads, algorithm="ipm"))
         assert r.status == "optimal" and r.value == pytest.approx(ref, abs=1e-6)
 
 
@@ -276,7 +281,7 @@ def test_time_limited_solve_still_certified():
     net = Network.from_weights([rng.uniform(-0.3, 0.3, (n, n)), rng.uniform(-0.3, 0.3, (1, n))])
     pop = pops_of(net).pops[0]
     ex = exact_pop_max(pop.polynomial)
-    r = lp_bound(pop, 3, method="ipm", time_limit=0.02)
+    r = lp_bound(pop, 3, LPOptions(algorithm="ipm"), time_limit=0.02)
     assert r.certified and np.isfinite(r.value)
     assert r.value >= ex
 
@@ -301,11 +306,11 @@ def test_memory_budget_refused():
     with pytest.raises(LipoptError, match="memory budget") as info:
         build_lp(pop.polynomial, cs, 3, max_bytes=1e3)
     msg = str(info.value)
-    assert "lower the degree" in msg and "--max-memory" in msg and "GB" in msg
+    assert "lower the level" in msg and "--max-memory" in msg and "GB" in msg
     with pytest.raises(LipoptError, match="unknown LP basis"):
         build_lp(pop.polynomial, cs, 3, basis="bernstein")
-    with pytest.raises(LipoptError, match="unknown LP method"):
-        solve_lp(build_lp(pop.polynomial, cs, 3), method="barrier")
+    with pytest.raises(LipoptError, match="unknown LP algorithm"):
+        solve_lp(build_lp(pop.polynomial, cs, 3).program(), settings={"algorithm": "barrier"})
 
 
 def test_uncovered_monomial_refused():
@@ -321,13 +326,14 @@ def test_lp_bound_result_fields():
     r = lp_bound(pop, 2)
     assert r.certified and r.status == "optimal"
     assert r.value >= r.solver_value
-    assert r.value - r.certificate["value"] == pytest.approx(pop.rounding_slack)
-    assert {"rows", "cols", "nnz", "cliques", "max_clique"} <= set(r.size)
-    assert r.build_time_s >= 0 and r.solve_time_s >= 0
+    assert r.value - r.certificate.value == pytest.approx(pop.rounding_slack)
+    size = r.size
+    assert None not in (size.constraints, size.variables, size.nonzeros, size.cliques, size.largest_clique)
+    assert r.timings.build >= 0 and r.timings.solve >= 0
     assert r.solver.startswith("highs-")
     est = lp_size(pop, 2)
-    assert (est["rows"], est["cols"], est["nnz"]) == (r.size["rows"], r.size["cols"],
-                                                      r.size["nnz"])
+    assert (est.constraints, est.variables, est.nonzeros) == (size.constraints, size.variables,
+                                                              size.nonzeros)
     const = pops_of(Network.from_weights([np.zeros((2, 2)), np.ones((1, 2))])).pops[0]
     rc = lp_bound(const, 2)
     assert rc.certified and rc.value >= 0.0
@@ -335,7 +341,7 @@ def test_lp_bound_result_fields():
 
 def test_codec_roundtrip_wide():
     for n_vars, width in ((10, 3), (10**6, 4)):
-        codec = _Codec(n_vars, width)
+        codec = Codec(n_vars, width)
         assert codec.wide == (n_vars == 10**6)
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(n_vars, size=(50, width)), axis=1)
@@ -373,5 +379,5 @@ def test_certdnn_seed0_lp_bounds_are_valid():
     assert exact_pop_max(pop.polynomial) == pytest.approx(L, abs=1e-9)
     for k in (2, 3, 4):
         for basis in ("sherali-adams", "krivine"):
-            r = lp_bound(pop, k, basis=basis)
+            r = lp_bound(pop, k, LPOptions(basis=basis))
             assert r.certified and r.value >= L

@@ -41,7 +41,7 @@ def synthetic_table(path: Path) -> None:
                         v = low * (1 + 2.0 / d + 0.1 * band)
                         cert = not (method == "lp" and d == 5)
                         status = "optimal" if cert else "time limit"
-                        row = {**base, "method": method, "degree": d, "value": v,
+                        row = {**base, "method": method, "level": d, "value": v,
                                "certified": "true" if cert else "false", "status": status,
                                "build_time_s": 0.01 * d**2 * band, "solve_time_s": 0.05 * d**3,
                                "bound_type": "upper"}
@@ -84,7 +84,7 @@ def test_plot_results_writes_every_figure(tmp_path):
 def test_plot_cli_and_real_sweep_without_bands(tmp_path):
     spec = {"networks": {"sizes": [[4, 6, 1]], "seeds": [0], "init": "uniform"},
             "run": {"norms": ["2"], "methods": ["naive", "abs-product", "lp", "lower"],
-                    "degrees": [2, 3]}}
+                    "levels": [2, 3]}}
     table = tmp_path / "r.csv"
     run_sweep(spec, table, progress=False)
     out = tmp_path / "figs"

@@ -1,6 +1,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,16 @@ def test_to_sympy_round_trip():
     p = Polynomial.from_terms(np.array([[0, 1], [PAD, 1]]), np.array([2.0, -1.0]), 2)
     expr = p.to_sympy(["a", "b"])
     assert float(expr.subs({"a": 3, "b": 2})) == 10.0
+
+
+def test_to_sympy_without_sympy_is_a_one_line_error(monkeypatch):
+    import sys
+
+    from lipopt import LipoptError
+
+    monkeypatch.setitem(sys.modules, "sympy", None)  # import sympy now raises ImportError
+    with pytest.raises(LipoptError, match=r"needs sympy: pip install lipopt\[display\]"):
+        Polynomial.constant(1.0, 0).to_sympy()
 
 
 @settings(max_examples=30, deadline=None)

@@ -84,3 +84,51 @@ def test_residual_shape_errors():
     inner = (Dense(np.ones((2, 3)), np.zeros(2), relu), Dense(np.ones((4, 2)), np.zeros(4)))
     with pytest.raises(LipoptError, match="residual shapes do not chain"):
         Network((Residual(inner), Dense(np.ones((1, 4)), np.zeros(1))))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_residual_npz_round_trip_and_hash(tmp_path, sparse):
+    import scipy.sparse as sp
+
+    from lipopt.loaders import load_network, save_npz
+    from lipopt.sweep import network_hash
+
+    net = residual_net(4, with_matrices=True)
+    if sparse:  # sparse skip/out matrices and a leaky inner activation survive too
+        block = net.layers[1]
+        inner = (Dense(block.inner[0].weight, block.inner[0].bias, Activation("leaky_relu", 0.2)),
+                 *block.inner[1:])
+        net = Network((net.layers[0], Residual(inner, sp.csr_matrix(block.skip), sp.csr_matrix(block.out),
+                                               block.activation), net.layers[2]), name="res")
+    path = save_npz(net, tmp_path / "res.npz")
+    back = load_network(path)
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    np.testing.assert_array_equal(back.forward(x), net.forward(x))
+    assert back.architecture() == net.architecture() == "2-3-res(3)-1"
+    assert network_hash(back) == network_hash(net)
+    assert [s.activation for s in back.sites] == [s.activation for s in net.sites]
+    # the hash covers the residual block: change one skip entry, or drop the skip matrix
+    block = net.layers[1]
+    skip = block.skip.toarray() if sparse else np.array(block.skip)
+    skip[0, 0] += 1.0
+    changed = Network((net.layers[0], Residual(block.inner, skip, block.out, block.activation),
+                       net.layers[2]))
+    identity_skip = Network((net.layers[0], Residual(block.inner, None, block.out, block.activation),
+                             net.layers[2]))
+    assert len({network_hash(net), network_hash(changed), network_hash(identity_skip)}) == 3
+
+
+def test_dense_hash_is_unchanged_by_the_block_protocol():
+    """The sweep's resume keys: a plain chain hashes exactly as before (weights, bias, activation)."""
+    import hashlib
+
+    from lipopt.sweep import network_hash
+
+    net = Network.from_weights([np.arange(6.0).reshape(2, 3), np.ones((1, 2))], [np.ones(2), np.zeros(1)])
+    h = hashlib.sha256()
+    for layer in net.layers:
+        a = np.ascontiguousarray(layer.weight, dtype="<f8")
+        h.update(b"dense" + np.asarray(a.shape, dtype="<i8").tobytes() + a.tobytes())
+        h.update(np.ascontiguousarray(layer.bias, dtype="<f8").tobytes())
+        h.update(f"{layer.activation.name}:{layer.activation.alpha!r};".encode())
+    assert network_hash(net) == h.hexdigest()

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from lipopt import LipoptError
-from lipopt.hierarchy.sdp import (
-    build_moment_relaxation,
-    sherali_adams_rows,
-    subsets_up_to,
-)
+from lipopt.certificates import certify_moment_dual
+from lipopt.graph import clique_structure
+from lipopt.hierarchy.sdp import build_moment_relaxation
+from lipopt.hierarchy.shor import quadratic_form
+from lipopt.hierarchy.subsets import Codec, sa_sets, sa_template, subsets_up_to, tile_rows
+from lipopt.methods.pop import SDPOptions, lp_bound, sdp_bound
 from lipopt.network import Network
 from lipopt.polynomial import PAD, Polynomial
 from lipopt.problems import build_problem, make_target
-from lipopt.solvers.sdp_pipeline import certify_moment_dual, quadratic_form, sdp_bound
 
 TOL = 1e-6  # solver tolerance used when comparing two relaxations' values
 
@@ -49,6 +49,13 @@ def net_from_rng(sizes: list[int], seed: int) -> Network:
     return Network.from_weights(weights, biases, name=f"net{sizes}")
 
 
+def sdp_lp(pop, level: int = 1, time_limit: float | None = None, **options):
+    """``sdp+lp`` on one POP: order-1 moment matrices and SA rows of level ``max(level, 2, deg)``."""
+    poly = pop if isinstance(pop, Polynomial) else pop.polynomial
+    k = max(level, 2, poly.degree)
+    return sdp_bound(pop, 1, SDPOptions(**options), sa_level=k, time_limit=time_limit)
+
+
 def pop_values(pop) -> float:
     """Exact ``max p`` plus the POP's rounding slack (what a certified value must exceed)."""
     return brute_max(pop.polynomial) - 1e-12 * max(1.0, pop.polynomial.abs_coef_sum())
@@ -62,7 +69,7 @@ def test_subsets_and_true_moments_make_psd_rank_one_blocks():
         [PAD, PAD], [PAD, 3], [PAD, 5], [PAD, 9], [3, 5], [3, 9], [5, 9]
     ]
     poly = random_poly(6, 3, 14, seed=1)
-    rel = build_moment_relaxation(poly, 2, clique_method="min-degree", lp_level=3)
+    rel = build_moment_relaxation(poly, 2, clique_structure(poly, "min-degree"), dense=False, sa_level=3)
     U = vertices(6)
     np.testing.assert_allclose(rel.evaluate(U), poly.evaluate(U), atol=1e-12)
     for u in U[::7]:
@@ -75,13 +82,16 @@ def test_subsets_and_true_moments_make_psd_rank_one_blocks():
 
 
 def test_sherali_adams_rows_are_products_of_u_and_one_minus_u():
-    row, mono, coef, n_rows = sherali_adams_rows([np.array([0, 1, 2])], 2)
+    codec = Codec(3, 2)
+    sets = sa_sets([np.array([0, 1, 2])], None, 2, codec)
+    A, a0, keys = tile_rows([(U, sa_template(u)) for u, U in sets.items()], codec)
+    n_rows = A.shape[0]
     assert n_rows == 3 * 4
+    mono = codec.decode(keys)
     U = vertices(3)
     for u in U:
-        vals = np.zeros(n_rows)
         term = np.prod(np.where(mono == PAD, 1.0, u[np.where(mono == PAD, 0, mono)]), axis=1)
-        np.add.at(vals, row, coef * term)
+        vals = a0 + A @ term
         assert set(np.unique(vals)) <= {0.0, 1.0}
         # per U, exactly one split is 1 (the partition of {0,1}^U)
         assert np.all(vals.reshape(3, 4).sum(axis=1) == 1.0)
@@ -90,11 +100,12 @@ def test_sherali_adams_rows_are_products_of_u_and_one_minus_u():
 def test_uncovered_or_too_high_degree_monomials_are_refused():
     poly = Polynomial.from_terms(np.array([[0, 1, 2], [PAD, PAD, 3]]), np.array([1.0, -2.0]), 4)
     with pytest.raises(LipoptError, match="degree 3"):
-        build_moment_relaxation(poly, 1)
+        build_moment_relaxation(poly, 1, clique_structure(poly))
+    path = Polynomial.from_terms(np.array([[0, 1], [2, 3]]), np.array([1.0, 1.0]), 4)
     with pytest.raises(LipoptError, match="lies in no clique"):
-        build_moment_relaxation(poly, 2, cliques=[np.array([0, 1]), np.array([2, 3])])
+        build_moment_relaxation(poly, 2, clique_structure(path), dense=False)
     with pytest.raises(LipoptError, match=r"exceeds the limit.*--method lp"):
-        build_moment_relaxation(poly, 2, clique_method="dense", max_block=5)
+        build_moment_relaxation(poly, 2, clique_structure(poly), dense=True, max_block=5)
 
 
 def test_quadratic_form_is_exact():
@@ -113,11 +124,10 @@ def test_certificate_is_valid_for_arbitrary_duals():
     rng = np.random.default_rng(0)
     for seed in range(5):
         poly = random_poly(6, 2, 12, seed=seed)
-        rel = build_moment_relaxation(poly, 1, clique_method="dense", lp_level=2)
+        rel = build_moment_relaxation(poly, 1, clique_structure(poly), dense=True, sa_level=2)
         Z = [rng.normal(size=(b.size, b.size)) for b in rel.blocks]
         mu = rng.normal(size=rel.n_lp_rows)
-        bound, _ = certify_moment_dual(rel, Z, mu)
-        assert bound >= brute_max(poly)
+        assert certify_moment_dual(rel, Z, mu).value >= brute_max(poly)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -127,14 +137,14 @@ def test_moment_certificates_on_random_polynomials(seed):
     poly = random_poly(n, deg, 16, seed=10 + seed)
     exact = brute_max(poly)
     order = int(np.ceil(deg / 2))
-    r = sdp_bound(poly, order, clique_method="min-degree")
+    r = sdp_bound(poly, order, SDPOptions(cliques="min-degree"))
     assert r.certified and r.value >= exact
     assert r.value - r.solver_value < 1e-4 * max(1.0, abs(exact))
-    r_lp = sdp_bound(poly, 1, with_lp=True)  # Shor + SA level deg (covers degree-3/4 terms)
+    r_lp = sdp_lp(poly)  # Shor + SA level deg (covers degree-3/4 terms)
     assert r_lp.certified and r_lp.value >= exact
     if deg <= 2:
         shor = sdp_bound(poly, 1)
-        assert shor.route == "shor" and shor.value >= exact
+        assert shor.solver == "mixing" and shor.value >= exact
         assert r_lp.value <= shor.value + TOL
 
 
@@ -154,11 +164,11 @@ def test_network_bounds_are_certified_and_ordered(sizes, norm):
     for pop in problem.pops:
         exact = pop_values(pop)
         sdp = sdp_bound(pop, 1)
-        both = sdp_bound(pop, 1, with_lp=True)
+        both = sdp_lp(pop)
         assert sdp.certified and both.certified
         assert sdp.value >= exact and both.value >= exact
         assert both.value <= sdp.value + TOL  # SA rows only tighten
-        assert set(sdp.size) >= {"n_blocks", "max_block", "n_constraints"}
+        assert None not in (sdp.size.psd_blocks, sdp.size.largest_block, sdp.size.constraints)
         sdp_vals.append(sdp.value)
         mix_vals.append(both.value)
     try:
@@ -172,13 +182,12 @@ def test_network_bounds_are_certified_and_ordered(sizes, norm):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_sdp_plus_lp_is_below_both_lp2_and_shor(seed):
-    lp_pipeline = pytest.importorskip("lipopt.solvers.lp_pipeline", reason="LP pipeline not available")
     net = net_from_rng([5, 5, 1], seed=100 + seed)
     pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
-    lp2 = lp_pipeline.lp_bound(pop, 2).value
+    lp2 = lp_bound(pop, 2).value
     shor = sdp_bound(pop, 1).value
-    both = sdp_bound(pop, 1, with_lp=True)  # SA rows on the same (min-degree) cliques as the LP
-    assert both.size["n_lp_rows"] > 0
+    both = sdp_lp(pop)  # SA rows on the same (min-degree) cliques as the LP
+    assert both.size.nonzeros > 0
     assert both.value <= min(shor, lp2) + TOL
 
 
@@ -186,10 +195,9 @@ def test_sdp_plus_lp_is_below_both_lp2_and_shor(seed):
 def test_shor_beats_lp2_on_dense_one_hidden_layer_nets(seed):
     """Not a theorem (on 5-wide nets LP-2 sometimes wins), but the rule on dense layers of
     moderate width: the level-2 cliques {all t, s_j} only see pairs."""
-    lp_pipeline = pytest.importorskip("lipopt.solvers.lp_pipeline", reason="LP pipeline not available")
     net = net_from_rng([12, 12, 1], seed=100 + seed)
     pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
-    assert sdp_bound(pop, 1).value <= lp_pipeline.lp_bound(pop, 2).value + TOL
+    assert sdp_bound(pop, 1).value <= lp_bound(pop, 2).value + TOL
 
 
 @pytest.mark.parametrize("norm", ["inf", "2"])
@@ -198,12 +206,12 @@ def test_lagrangian_shor_plus_sa_route_is_certified_and_tighter_than_shor(norm):
     pop = build_problem(net, norm, make_target(net, output=0)).pops[0]
     exact = pop_values(pop)
     shor = sdp_bound(pop, 1)
-    lag = sdp_bound(pop, 1, with_lp=True, lp_solver="lagrangian")
-    assert lag.route == "shor+sa-lagrangian" and lag.size["n_lp_rows"] > 0
+    lag = sdp_lp(pop, sa_solver="lagrangian")
+    assert lag.solver == "mixing+lagrangian" and lag.size.nonzeros > 0
     assert lag.certified and exact <= lag.value <= shor.value
-    conic = sdp_bound(pop, 1, with_lp=True, lp_solver="conic")
+    conic = sdp_lp(pop, sa_solver="conic")
     assert conic.value >= exact
-    short = sdp_bound(pop, 1, with_lp=True, lp_solver="lagrangian", time_limit=1e-9)
+    short = sdp_lp(pop, sa_solver="lagrangian", time_limit=1e-9)
     assert short.certified and short.value >= exact and short.status == "time_limit"
 
 
@@ -211,10 +219,10 @@ def test_sdp_plus_lp_degree_is_the_sa_level_and_tightens():
     net = net_from_rng([3, 3, 1], seed=13)
     pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
     exact = pop_values(pop)
-    two = sdp_bound(pop, 2, with_lp=True, lp_solver="conic")
-    three = sdp_bound(pop, 3, with_lp=True)
-    assert two.size["order"] == three.size["order"] == 1
-    assert three.size["n_lp_rows"] > two.size["n_lp_rows"]
+    two = sdp_lp(pop, 2, sa_solver="conic")
+    three = sdp_lp(pop, 3)
+    assert two.size.largest_block == three.size.largest_block <= pop.n_vars + 1  # order-1 blocks
+    assert three.size.nonzeros > two.size.nonzeros
     assert exact <= three.value <= two.value + TOL
 
 
@@ -224,7 +232,7 @@ def test_order_two_is_at_least_as_tight_as_order_one():
     exact = pop_values(pop)
     one = sdp_bound(pop, 1)
     two = sdp_bound(pop, 2)
-    assert two.size["order"] == 2 and two.value >= exact
+    assert two.size.largest_block > one.size.largest_block and two.value >= exact
     assert two.value <= one.value + TOL
 
 
@@ -233,9 +241,9 @@ def test_multilayer_order_is_raised_and_refused_when_too_large():
     pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
     assert pop.degree == 3
     r = sdp_bound(pop, 1)
-    assert r.size["order"] == 2 and r.value >= pop_values(pop)
+    assert "order raised to 2" in r.note and r.value >= pop_values(pop)
     with pytest.raises(LipoptError, match="order-2 moment matrix of size"):
-        sdp_bound(pop, 1, max_block=10)
+        sdp_bound(pop, 1, SDPOptions(max_block=10))
 
 
 def test_early_stop_still_gives_valid_bounds():
@@ -243,22 +251,22 @@ def test_early_stop_still_gives_valid_bounds():
     pop = build_problem(net, "inf", make_target(net, output=0)).pops[0]
     exact = pop_values(pop)
     full = sdp_bound(pop, 1)
-    short = sdp_bound(pop, 1, max_iter=1)  # one mixing sweep
+    short = sdp_bound(pop, 1, SDPOptions(max_iter=1))  # one mixing sweep
     assert short.certified and short.value >= exact and short.value >= full.value - TOL
     assert short.status != "optimal" or short.value <= full.value + TOL
     timed = sdp_bound(pop, 1, time_limit=1e-9)
     assert timed.certified and timed.value >= exact
     for solver in ("SCS", "CLARABEL"):
-        r = sdp_bound(pop, 1, with_lp=True, solver=solver, max_iter=3)
+        r = sdp_lp(pop, solver=solver, max_iter=3)
         assert r.status != "optimal"
         assert (not r.certified) or r.value >= exact
 
 
 def test_bound_chain_runs_the_sdp_methods():
-    from lipopt.bounds import bound_chain
+    from lipopt.chain import bound_chain
 
     net = net_from_rng([3, 4, 2], seed=5)
-    chain = bound_chain(net, "inf", methods=("sdp", "sdp+lp"), degrees=[1], target=make_target(net, output=1))
+    chain = bound_chain(net, "inf", methods=("sdp", "sdp+lp"), levels=[1], target=make_target(net, output=1))
     vals = {b.method: b for b in chain.bounds}
     assert vals["sdp"].certified and vals["sdp+lp"].certified
     assert vals["sdp+lp"].value <= vals["sdp"].value + TOL
@@ -266,9 +274,6 @@ def test_bound_chain_runs_the_sdp_methods():
 
 def test_shor_on_a_linear_pop():
     """Regression: local domains can leave a degree-1 POP (width-1 supports)."""
-    from lipopt.polynomial import Polynomial
-    from lipopt.solvers.sdp_pipeline import sdp_bound
-
     poly = Polynomial.from_terms(np.array([[0], [1], [-1]]), np.array([2.0, -1.0, 0.5]), 2)
     r = sdp_bound(poly, 1)
     assert r.certified and r.value >= 2.5 - 1e-12 and r.value <= 2.5 + 1e-6

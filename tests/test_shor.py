@@ -8,19 +8,24 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from lipopt.certificates import certify_shor, certify_shor_dual
 from lipopt.errors import LipoptError
-from lipopt.solvers.conic import (
-    available_sdp_solvers,
-    choose_sdp_solver,
-    solve_shor_cvxpy,
-)
-from lipopt.solvers.shor import (
-    certify_shor_dual,
-    default_rank,
-    shor_from_binary_quadratic,
-    solve_binary_quadratic_shor,
-    solve_shor_mixing,
-)
+from lipopt.hierarchy.shor import shor_from_binary_quadratic
+from lipopt.solvers.base import Shape, ShorProgram, candidates
+from lipopt.solvers.conic import available_sdp_solvers, solve_shor_cvxpy
+from lipopt.solvers.mixing import default_rank, solve_shor_mixing
+
+
+def choose_sdp_solver(blocks: int, largest: int) -> str:
+    """The table's conic choice for a Shor program of this shape."""
+    return candidates(Shape("shor", blocks, largest), family="cvxpy")[0][0].name
+
+
+def solve_binary_quadratic_shor(Q, q, const, **kwargs):
+    """Mixing on the ±1 form; ``(primal value, certificate)`` in the binary objective."""
+    C, offset, err = shor_from_binary_quadratic(Q, q, const, return_error=True)
+    out = solve_shor_mixing(C, **kwargs)
+    return out.value + offset, certify_shor(ShorProgram(C, offset, err), out)
 
 
 def _signs(n: int) -> np.ndarray:
@@ -49,13 +54,13 @@ def test_certified_bound_dominates_exact_max(n, seed):
     C = _random_sym(n, seed)
     exact = _brute_pm1(C)
     res = solve_shor_mixing(C, seed=seed)
-    assert res.certified
-    assert res.certified_value >= exact
+    assert res.certificate.certified
+    assert res.certificate.value >= exact
     # the SDP optimum is ≥ the ±1 maximum, and the mixing method reaches it
-    assert res.primal_value >= exact - 1e-7 * max(1.0, abs(exact))
-    assert res.certified_value >= res.primal_value
+    assert res.value >= exact - 1e-7 * max(1.0, abs(exact))
+    assert res.certificate.value >= res.value
     assert res.status == "optimal"
-    assert res.gap <= 1e-6 * max(1.0, abs(res.primal_value))
+    assert res.certificate.value - res.value <= 1e-6 * max(1.0, abs(res.value))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -64,23 +69,23 @@ def test_early_stop_still_valid(seed):
     C = _random_sym(n, 100 + seed)
     exact = _brute_pm1(C)
     res = solve_shor_mixing(C, max_iter=2, seed=seed)
-    assert res.certified and res.certified_value >= exact
-    assert res.certified_value >= res.primal_value
+    assert res.certificate.certified and res.certificate.value >= exact
+    assert res.certificate.value >= res.value
     assert res.iterations <= 3
     full = solve_shor_mixing(C, seed=seed)
-    assert res.certified_value >= full.primal_value - 1e-9
+    assert res.certificate.value >= full.value - 1e-9
     # a low-rank factor (rank 1 = local search on the sign vectors) still certifies validly
     low = solve_shor_mixing(C, rank=1, max_iter=5, seed=seed)
-    assert low.certified_value >= exact
+    assert low.certificate.value >= exact
 
 
 def test_time_limit_status_and_validity():
     C = _random_sym(300, 7)
     res = solve_shor_mixing(C, time_limit=1e-9)
     assert res.status == "time_limit"
-    assert res.certified and res.certified_value >= res.primal_value
+    assert res.certificate.certified and res.certificate.value >= res.value
     full = solve_shor_mixing(C)
-    assert res.certified_value >= full.primal_value
+    assert res.certificate.value >= full.value
 
 
 def test_certified_at_least_primal_on_many_instances():
@@ -89,27 +94,28 @@ def test_certified_at_least_primal_on_many_instances():
         n = int(rng.integers(5, 60))
         C = _random_sym(n, 1000 + trial) * rng.uniform(0.01, 100)
         res = solve_shor_mixing(C, seed=trial, max_iter=int(rng.integers(1, 200)))
-        assert res.certified and res.certified_value >= res.primal_value
+        assert res.certificate.certified and res.certificate.value >= res.value
 
 
 def test_certificate_for_known_optimum():
     # C = 11ᵀ: SDP value n² attained by X = 11ᵀ; y = n·1 makes Diag(y) − C = nI − 11ᵀ ⪰ 0
     n = 40
     C = np.ones((n, n))
-    bound, lam = certify_shor_dual(C, np.full(n, float(n)))
+    cert = certify_shor_dual(C, np.full(n, float(n)))
+    bound, lam = cert.value, cert.details["lambda_min"]
     assert n * n <= bound <= n * n * (1 + 1e-11)
     assert abs(lam) < 1e-10
     # any y gives a valid bound, also a bad one
-    bound0, _ = certify_shor_dual(C, np.zeros(n))
+    bound0 = certify_shor_dual(C, np.zeros(n)).value
     assert bound0 >= n * n
     res = solve_shor_mixing(C)
-    assert n * n <= res.certified_value <= n * n * (1 + 1e-7)
+    assert n * n <= res.certificate.value <= n * n * (1 + 1e-7)
 
 
 def test_certificate_rejects_bad_input():
     with pytest.raises(LipoptError):
         certify_shor_dual(np.eye(3), np.ones(4))
-    assert certify_shor_dual(np.eye(2), np.array([np.nan, 1.0]))[0] == np.inf
+    assert certify_shor_dual(np.eye(2), np.array([np.nan, 1.0])).value == np.inf
 
 
 def test_sparse_and_nonsymmetric_inputs():
@@ -119,18 +125,18 @@ def test_sparse_and_nonsymmetric_inputs():
     exact = _brute_pm1((A + A.T) / 2)  # xᵀAx = xᵀ((A+Aᵀ)/2)x
     dense = solve_shor_mixing(A)
     sparse = solve_shor_mixing(sp.csr_matrix(A))
-    assert dense.certified_value >= exact and sparse.certified_value >= exact
-    assert abs(dense.primal_value - sparse.primal_value) <= 1e-6 * abs(dense.primal_value)
-    assert certify_shor_dual(sp.csr_matrix(A), dense.dual_y)[0] >= exact
+    assert dense.certificate.value >= exact and sparse.certificate.value >= exact
+    assert abs(dense.value - sparse.value) <= 1e-6 * abs(dense.value)
+    assert certify_shor_dual(sp.csr_matrix(A), dense.duals[0]).value >= exact
 
 
 def test_mixing_speed_and_rank():
     assert default_rank(401) == 30
     C = _random_sym(400, 11)
     res = solve_shor_mixing(C)
-    assert res.status == "optimal" and res.time_s < 5.0
-    assert res.factor.shape == (400, default_rank(400))
-    assert np.allclose(np.linalg.norm(res.factor, axis=1), 1.0)
+    assert res.status == "optimal" and res.solve_time < 5.0
+    assert res.state.shape == (400, default_rank(400))
+    assert np.allclose(np.linalg.norm(res.state, axis=1), 1.0)
 
 
 # ------------------------------------------------------------------ binary quadratic → ±1 form
@@ -166,11 +172,11 @@ def test_binary_quadratic_shor_bound(seed):
     Q = rng.standard_normal((n, n))
     q = rng.standard_normal(n)
     exact = _brute_binary(Q, q, 0.3)
-    res = solve_binary_quadratic_shor(Q, q, 0.3, seed=seed)
-    assert res.certified and res.certified_value >= exact
-    assert res.primal_value >= exact - 1e-7
-    short = solve_binary_quadratic_shor(Q, q, 0.3, max_iter=1)
-    assert short.certified_value >= exact
+    primal, cert = solve_binary_quadratic_shor(Q, q, 0.3, seed=seed)
+    assert cert.certified and cert.value >= exact
+    assert primal >= exact - 1e-7
+    _, short = solve_binary_quadratic_shor(Q, q, 0.3, max_iter=1)
+    assert short.value >= exact
 
 
 # ------------------------------------------------------------------ conic back ends
@@ -194,13 +200,13 @@ def test_mixing_agrees_with_cvxpy_n50():
     mix = solve_shor_mixing(C)
     solver = "CVXOPT" if "CVXOPT" in available_sdp_solvers() else choose_sdp_solver(1, 50)
     ref = solve_shor_cvxpy(C, solver)
-    assert ref.certified and ref.status == "optimal"
-    scale = abs(ref.certified_value)
-    assert abs(mix.primal_value - ref.primal_value) <= 1e-4 * scale
-    assert abs(mix.certified_value - ref.certified_value) <= 1e-4 * scale
+    assert ref.certificate.certified and ref.status == "optimal"
+    scale = abs(ref.certificate.value)
+    assert abs(mix.value - ref.value) <= 1e-4 * scale
+    assert abs(mix.certificate.value - ref.certificate.value) <= 1e-4 * scale
     # both certified values are upper bounds of the (common) optimum
-    assert mix.certified_value >= ref.primal_value - 1e-6 * scale
-    assert ref.certified_value >= mix.primal_value - 1e-9 * scale
+    assert mix.certificate.value >= ref.value - 1e-6 * scale
+    assert ref.certificate.value >= mix.value - 1e-9 * scale
 
 
 @pytest.mark.parametrize("solver", ["CLARABEL", "SCS", "CVXOPT"])
@@ -211,8 +217,8 @@ def test_cvxpy_solvers_certify_small(solver, formulation):
     C = _random_sym(9, 3)
     exact = _brute_pm1(C)
     res = solve_shor_cvxpy(C, solver, formulation=formulation)
-    assert res.certified and res.certified_value >= exact
-    assert res.certified_value >= res.primal_value - 1e-6 * abs(res.primal_value)
+    assert res.certificate.certified and res.certificate.value >= exact
+    assert res.certificate.value >= res.value - 1e-6 * abs(res.value)
 
 
 def test_cvxpy_time_limited_solve_is_still_valid():
@@ -221,7 +227,7 @@ def test_cvxpy_time_limited_solve_is_still_valid():
     C = _random_sym(12, 8)
     exact = _brute_pm1(C)
     res = solve_shor_cvxpy(C, "SCS", max_iters=3)  # stopped far from optimal
-    assert res.certified and res.certified_value >= exact
+    assert res.certificate.certified and res.certificate.value >= exact
 
 
 def test_cvxpy_unknown_solver():

@@ -27,11 +27,11 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
 from lipopt.network import Activation, Dense, Network, Residual
-from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target
+from lipopt.problems import build_problem, derivative_ranges, make_domain, make_target, parse_norm
 
 Q = {"inf": 1, "2": 2, "1": np.inf}
 NORMS = ("inf", "2", "1")
@@ -43,8 +43,24 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=list(Healt
 # ---------------------------------------------------------------------------------------------
 # Independent references
 # ---------------------------------------------------------------------------------------------
+def induced_norm(J: np.ndarray, norm: str) -> float:
+    """``‖J‖_{p→p}``: ℓ∞ largest row sum, ℓ1 largest column sum, ℓ2 largest singular value."""
+    if norm == "2":
+        return float(np.linalg.svd(J, compute_uv=False)[0])
+    return float(np.abs(J).sum(axis=1 if norm == "inf" else 0).max())
+
+
+def target_value(J: np.ndarray, target, norm: str) -> float:
+    """The target's quantity at a Jacobian ``J``: ``‖J‖_{p→p}`` for the network (no output
+    chosen), else ``max_k ‖Jᵀ c_k‖_q``."""
+    if target.is_network:
+        return induced_norm(J, norm)
+    return max(float(np.linalg.norm(J.T @ np.asarray(c, float), Q[norm])) for c in target.vectors)
+
+
 def vertex_max(net: Network, target, norm: str, domain=None) -> float:
-    """``max_k max_{s ∈ vertices} ‖J(s)ᵀ c_k‖_q`` by enumeration (convex in each s_j)."""
+    """``max_{s ∈ vertices}`` of the target's quantity at ``J(s)`` by enumeration (convex in
+    each s_j): ``‖J(s)‖_{p→p}`` for the network, ``max_k ‖J(s)ᵀ c_k‖_q`` for scalar targets."""
     ranges = derivative_ranges(net, domain)
     sizes = [len(lo) for lo, _ in ranges]
     lo = np.concatenate([r[0] for r in ranges]) if ranges else np.zeros(0)
@@ -54,10 +70,19 @@ def vertex_max(net: Network, target, norm: str, domain=None) -> float:
     for bits in itertools.product((False, True), repeat=lo.size):
         s = np.where(np.array(bits, dtype=bool), hi, lo)
         slopes = [part[None, :] for part in np.split(s, np.cumsum(sizes)[:-1])] if sizes else []
-        for c in target.vectors:
-            g = net.backward(np.asarray(c, float)[None, :], slopes)[0]
-            best = max(best, float(np.linalg.norm(g, Q[norm])))
+        J = net.backward(np.eye(net.output_dim), slopes)
+        best = max(best, target_value(J, target, norm))
     return best
+
+
+def pop_reference(net: Network, target, norm: str, domain=None) -> float:
+    """What the POP route computes exactly: the vertex maximum of the quantity where the norm
+    has POPs for the network itself (ℓ1), else the rows' vertex maxima combined as the target
+    combines per-row bounds (the max for scalar targets and ℓ∞)."""
+    if target.is_network and parse_norm(norm).has_network_pops:
+        return vertex_max(net, target, norm, domain)
+    rows = [vertex_max(net, make_target(net, vector=c), norm, domain) for c in target.vectors]
+    return target.combine(rows, norm)
 
 
 def sampled_max(net: Network, target, norm: str, domain=None, n: int = 4000, seed: int = 1) -> float:
@@ -67,12 +92,18 @@ def sampled_max(net: Network, target, norm: str, domain=None, n: int = 4000, see
         x = rng.standard_normal((n, d)) * np.repeat([0.1, 1.0, 10.0, 100.0], n // 4)[:, None]
     else:
         x = domain.lo + (domain.hi - domain.lo) * rng.random((n, d))
+    if target.is_network:
+        J = np.stack([net.gradient(x, e) for e in np.eye(net.output_dim)], axis=1)
+        return max(induced_norm(Jx, norm) for Jx in J)
     return max(
         float(np.linalg.norm(net.gradient(x, c), Q[norm], axis=1).max()) for c in target.vectors
     )
 
 
 def exact_constant(net: Network, target, norm: str, domain=None) -> float:
+    """The exact quantity: the scalar constant, or the network's ``sup ‖J‖_{p→p}``."""
+    if target.is_network:
+        return exact_lipschitz(net, None, norm, domain)
     return max(exact_lipschitz(net, c, norm, domain) for c in target.vectors)
 
 
@@ -85,13 +116,13 @@ def exact_pop(net: Network, target, norm: str, domain=None) -> float:
     return prob.combine(vals)
 
 
-def all_bounds(net, norm, target, domain=None, methods=UPPER, degrees=None, options=None):
+def all_bounds(net, norm, target, domain=None, methods=UPPER, levels=None, options=None):
     """Run each method on its own (a refusal of one must not hide the others)."""
-    degrees = degrees or {"lp": None, "sdp": [1], "sdp+lp": [2, 3]}
+    levels = levels or {"lp": None, "sdp": [1], "sdp+lp": [2, 3]}
     out = []
     for m in methods:
         try:
-            ch = bound_chain(net, norm, [m], degrees={m: degrees.get(m)} if m in degrees else None,
+            ch = bound_chain(net, norm, [m], levels={m: levels.get(m)} if m in levels else None,
                              target=target, domain=domain, options=options)
         except LipoptError:
             continue
@@ -102,7 +133,7 @@ def all_bounds(net, norm, target, domain=None, methods=UPPER, degrees=None, opti
 def assert_above(bounds, reference: float, what: str) -> None:
     for b in bounds:
         assert b.value >= reference * (1 - REL) - ABS, (
-            f"{b.method} degree {b.degree}: certified {b.value!r} < {what} {reference!r}"
+            f"{b.method} degree {b.level}: certified {b.value!r} < {what} {reference!r}"
         )
 
 
@@ -177,7 +208,7 @@ def test_exact_pop_matches_independent_vertex_enumeration(norm, kind):
     net = chain_net([3, 3, 2, 3], seed=7, activation=Activation("leaky_relu", 0.2))
     target = pick_target(net, kind, 7)
     for domain in (None, make_domain(net, center=np.array([0.3, -0.2, 0.1]), eps=0.4)):
-        vmax = vertex_max(net, target, norm, domain)
+        vmax = pop_reference(net, target, norm, domain)
         pop = exact_pop(net, target, norm, domain)
         assert pop >= vmax * (1 - REL) - ABS
         assert pop == pytest.approx(vmax, rel=1e-9, abs=1e-12)
@@ -195,15 +226,15 @@ def test_chains_are_monotone_and_sound(norm, sizes, local):
     pop = exact_pop(net, target, norm, domain)
     deg = build_problem(net, norm, target, domain).pops[0].degree
     ch = bound_chain(net, norm, ["lp", "sdp+lp"], target=target, domain=domain,
-                     degrees={"lp": [deg, deg + 1, deg + 2], "sdp+lp": [2, 3, 4]})
+                     levels={"lp": [deg, deg + 1, deg + 2], "sdp+lp": [2, 3, 4]})
     for method in ("lp", "sdp+lp"):
         vals = [b.value for b in ch.bounds if b.method == method]
         assert all(b.certified for b in ch.bounds if b.method == method)
         assert all(a >= b for a, b in itertools.pairwise(vals)), (method, vals)
         assert min(vals) >= pop * (1 - REL) - ABS
     n_vars = max(p.n_vars for p in build_problem(net, norm, target, domain).pops)
-    full = bound_chain(net, norm, ["lp"], target=target, domain=domain, degrees=[max(n_vars, deg)],
-                       options={"lp": {"sparse": False}})
+    full = bound_chain(net, norm, ["lp"], target=target, domain=domain, levels=[max(n_vars, deg)],
+                       options={"lp": {"cliques": "dense"}})
     assert full.bounds[0].value >= pop * (1 - REL) - ABS
     assert full.bounds[0].value == pytest.approx(pop, rel=1e-6, abs=1e-9)
 
@@ -212,7 +243,7 @@ def test_sdp_chain_is_monotone_on_a_two_layer_net():
     net = chain_net([2, 3, 2, 1], seed=3)
     target = make_target(net, output=0)
     pop = exact_pop(net, target, "inf")
-    ch = bound_chain(net, "inf", ["sdp"], target=target, degrees=[1, 2, 3])
+    ch = bound_chain(net, "inf", ["sdp"], target=target, levels=[1, 2, 3])
     vals = [b.value for b in ch.bounds]
     assert all(a >= b for a, b in itertools.pairwise(vals))
     assert min(vals) >= pop * (1 - REL) - ABS
@@ -265,7 +296,7 @@ def test_adversarial_weights(kind):
         vmax = vertex_max(net, target, norm, domain)
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [3]})
+                            levels={"lp": None, "sdp+lp": [3]})
         assert bounds
         assert_above(bounds, max(exact, vmax), "exact value")
         assert lower_value(net, norm, target, domain) <= exact * (1 + REL) + ABS
@@ -288,7 +319,7 @@ def test_extreme_weight_scales(scales, norm):
         ref = max(vmax, sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": [3, 4], "sdp+lp": [3]})
+                            levels={"lp": [3, 4], "sdp+lp": [3]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
 
@@ -348,7 +379,11 @@ def test_degenerate_box_coordinates_and_single_points(norm):
         assert_above(bounds, ref, "vertex max / gradient at the point")
     # at a point where no neuron sits on a kink, every relaxation is the gradient norm itself
     point = boxes[1]
-    truth = max(float(np.linalg.norm(net.gradient(x0, c), Q[norm])) for c in target.vectors)
+    # (rows combined as the POP route combines them for the network's ℓ2 constant)
+    rows = [float(np.linalg.norm(net.gradient(x0, c), Q[norm])) for c in target.vectors]
+    truth = target.combine(rows, norm)
+    if parse_norm(norm).has_network_pops:
+        truth = target_value(net.jacobian(x0)[0], target, norm)
     for b in all_bounds(net, norm, target, point, methods=("lp", "exact-pop")):
         assert truth * (1 - REL) <= b.value <= truth * (1 + 1e-6) + 1e-9
 
@@ -363,7 +398,11 @@ def test_one_dimensional_input(norm):
             assert_above(bounds, max(exact, vertex_max(net, target, norm, domain)), "exact value")
             assert lower_value(net, norm, target, domain) <= exact * (1 + REL) + ABS
             if norm != "2":  # in 1-D every q-norm is |f'|: ℓ∞ and ℓ1 give the same value
-                assert exact == pytest.approx(exact_constant(net, target, "2", domain), rel=1e-12)
+                # (for scalar targets; the network's constant is checked row by row)
+                rows = [make_target(net, output=k) for k in range(2)] if target.is_network else [target]
+                for row in rows:
+                    exact = exact_constant(net, row, norm, domain)
+                    assert exact == pytest.approx(exact_constant(net, row, "2", domain), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +422,7 @@ def test_smooth_activations_moderate_preactivations(act, norm):
         ref = max(vertex_max(net, target, norm, domain), sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "lipsdp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [3]})
+                            levels={"lp": None, "sdp+lp": [3]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         assert lower_value(net, norm, target, domain) <= bounds[-1].value
@@ -454,7 +493,7 @@ def test_residual_blocks(with_matrices, act):
         ref = max(vertex_max(net, target, norm, domain), sampled_max(net, target, norm, domain))
         bounds = all_bounds(net, norm, target, domain,
                             methods=("naive", "abs-product", "lp", "sdp+lp", "exact-pop"),
-                            degrees={"lp": None, "sdp+lp": [2]})
+                            levels={"lp": None, "sdp+lp": [2]})
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         assert lower_value(net, norm, target, domain) <= min(b.value for b in bounds) * (1 + REL) + ABS
@@ -466,21 +505,22 @@ def test_residual_blocks(with_matrices, act):
 # 6. Early-stopped / loose solver settings still give valid certificates
 # ---------------------------------------------------------------------------------------------
 EARLY_STOP = [
-    ("lp", {"lp": {"time_limit": 1e-4}}),
-    ("lp", {"lp": {"method": "ipm"}}),
-    ("lp", {"lp": {"basis": "krivine"}}),
-    ("sdp", {"sdp": {"max_iter": 1}}),
-    ("sdp", {"sdp": {"tol": 0.5}}),
-    ("sdp", {"sdp": {"max_iter": 3, "shor_solver": "conic"}}),
-    ("sdp+lp", {"sdp": {"max_iter": 2}}),
-    ("sdp+lp", {"sdp": {"lp_solver": "lagrangian", "lagrangian_rounds": 2}}),
-    ("sdp-ball", {"sdp-ball": {"tol": 0.5}}),
-    ("lipsdp", {"lipsdp": {"solver": "SCS", "max_iters": 30, "eps_abs": 1e-2, "eps_rel": 1e-2}}),
+    ("lp", {}, 1e-4),
+    ("lp", {"lp": {"algorithm": "ipm"}}, None),
+    ("lp", {"lp": {"basis": "krivine"}}, None),
+    ("sdp", {"sdp": {"max_iter": 1}}, None),
+    ("sdp", {"sdp": {"tol": 0.5}}, None),
+    ("sdp", {"sdp": {"max_iter": 3, "solver": "conic"}}, None),
+    ("sdp+lp", {"sdp": {"max_iter": 2}}, None),
+    ("sdp+lp", {"sdp": {"sa_solver": "lagrangian", "lagrangian_rounds": 2}}, None),
+    ("sdp-ball", {"sdp-ball": {"tol": 0.5}}, None),
+    ("lipsdp", {"lipsdp": {"solver": "SCS",
+                           "solver_options": {"max_iters": 30, "eps_abs": 1e-2, "eps_rel": 1e-2}}}, None),
 ]
 
 
-@pytest.mark.parametrize("method,options", EARLY_STOP, ids=lambda x: str(x))
-def test_early_stopped_solvers_stay_sound(method, options):
+@pytest.mark.parametrize("method,options,time_limit", EARLY_STOP, ids=lambda x: str(x))
+def test_early_stopped_solvers_stay_sound(method, options, time_limit):
     certified = 0
     for seed, norm in [(1, "inf"), (2, "2"), (3, "1")]:
         net = chain_net([3, 5, 2], seed=seed)
@@ -488,8 +528,8 @@ def test_early_stopped_solvers_stay_sound(method, options):
         exact = exact_constant(net, target, norm)
         pop = exact_pop(net, target, norm)
         try:
-            ch = bound_chain(net, norm, [method], target=target, options=options,
-                             degrees={method: [3]} if method in ("lp", "sdp+lp") else None)
+            ch = bound_chain(net, norm, [method], target=target, options=options, time_limit=time_limit,
+                             levels={method: [3]} if method in ("lp", "sdp+lp") else None)
         except LipoptError:
             continue
         for b in ch.bounds:
@@ -505,13 +545,19 @@ def test_early_stopped_solvers_stay_sound(method, options):
 def test_inapplicable_methods_refuse_cleanly():
     deep = chain_net([2, 3, 3, 1], seed=0)
     box = make_domain(deep, box=(0.0, 1.0))
-    for norm, methods, domain in [("inf", ["sdp-ball"], None), ("1", ["lipsdp"], None),
-                                  ("2", ["lipsdp"], box), ("2", ["sdp-ball"], None)]:
+    for norm, methods, domain in [("inf", ["sdp-ball"], None), ("2", ["sdp-ball"], None)]:
         with pytest.raises(LipoptError):
             bound_chain(deep, norm, methods, domain=domain)
+    # a global ℓ2 method still bounds an ℓ1 constant (‖g‖∞ ≤ ‖g‖₂) and a local one (global ⊇ box):
+    # the row is the converted value, says so, and stays above the exact constant
+    target = make_target(deep)
+    for norm, domain, words in [("1", None, "converted from an ℓ2 bound"), ("2", box, "ran globally")]:
+        (row,) = bound_chain(deep, norm, ["lipsdp"], domain=domain).bounds
+        assert row.certified and words in row.note
+        assert row.value >= exact_constant(deep, target, norm, domain) * (1 - REL) - ABS
     tiny = Network.from_weights([np.ones((30, 1)), np.ones((1, 30))])
     with pytest.raises(LipoptError):
-        bound_chain(tiny, "inf", ["exact-pop"], exact_max_vars=10)
+        bound_chain(tiny, "inf", ["exact-pop"], options={"exact-pop": {"max_vars": 10}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,7 +592,7 @@ def test_saturated_smooth_activations_are_not_pruned_or_rounded_down(name, b1, w
     chain = bound_chain(net, "inf", ["naive", "abs-product", "lp", "sdp", "exact-pop"],
                         target=make_target(net, output=0), domain=make_domain(net, box=box))
     for b in chain.bounds:
-        assert b.certified and b.value >= truth, (b.method, b.degree, b.value, truth)
+        assert b.certified and b.value >= truth, (b.method, b.level, b.value, truth)
         assert b.value <= truth * (1 + 1e-9)  # and tight: no slack blown up by the 1e16 weights
 
 

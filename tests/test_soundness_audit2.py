@@ -20,10 +20,10 @@ import warnings
 
 import numpy as np
 import pytest
-from test_soundness_audit import ABS, REL, Q, assert_above, vertex_max
+from test_soundness_audit import ABS, REL, Q, assert_above, exact_constant, vertex_max
 from test_soundness_audit import sampled_max as _sampled_max
 
-from lipopt.bounds import bound_chain
+from lipopt.chain import bound_chain
 from lipopt.conv import adaptive_avgpool2d_matrix, avgpool2d_matrix, conv2d_bias, conv2d_matrix, pad2d_matrix
 from lipopt.errors import LipoptError
 from lipopt.exact import exact_lipschitz, exact_pop_max
@@ -33,7 +33,7 @@ from lipopt.problems import build_problem, derivative_ranges, make_domain, make_
 NORMS = ("inf", "2", "1")
 FAST_METHODS = (("naive", None), ("abs-product", None), ("lp", None), ("sdp", [1]), ("sdp+lp", [2]),
                 ("lipsdp", None), ("sdp-ball", None), ("exact-pop", None))
-LIMITS = {"lp": {"time_limit": 5.0}, "sdp": {"time_limit": 5.0}}
+TIME_LIMIT = 5.0
 
 
 def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, seed: int = 1) -> float:
@@ -44,12 +44,13 @@ def sampled_max(net: Network, target, norm: str, domain=None, n: int = 1500, see
 # ---------------------------------------------------------------------------------------------
 # References
 # ---------------------------------------------------------------------------------------------
-def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, options=None):
+def certified_bounds(net, norm, target, domain=None, methods=FAST_METHODS, options=None,
+                     time_limit=TIME_LIMIT):
     out = []
     for m, degs in methods:
         try:
-            ch = bound_chain(net, norm, [m], degrees={m: degs} if degs else None, target=target,
-                             domain=domain, options=options or LIMITS)
+            ch = bound_chain(net, norm, [m], levels={m: degs} if degs else None, target=target,
+                             domain=domain, options=options, time_limit=time_limit)
         except LipoptError:
             continue
         out.extend(b for b in ch.bounds if b.certified)
@@ -171,7 +172,7 @@ def test_conv_nets_from_torch_are_bounded_soundly(name):
     for norm, target, dom in [("inf", make_target(net, output=1), None),
                               ("2", make_target(net, margin=(0, 1)), None),
                               ("1", make_target(net, output=0), domain), ("2", make_target(net), domain)]:
-        exact = max(exact_lipschitz(net, c, norm, dom) for c in target.vectors)
+        exact = exact_constant(net, target, norm, dom)
         # torch autograd at sampled points: a lower bound from the module itself
         pts = x if dom is None else torch.as_tensor(
             dom.lo + (dom.hi - dom.lo) * rng.random((200, net.input_dim))).reshape(-1, *shape)
@@ -267,7 +268,7 @@ def test_deep_chains_on_local_boxes_against_exact_constant(seed, sizes, act):
     for eps, norm in [(0.2, "1"), (1.0, "2"), (0.5, "inf")]:
         dom = make_domain(net, center=rng.standard_normal(net.input_dim), eps=eps)
         for target in targets:
-            exact = max(exact_lipschitz(net, c, norm, dom) for c in target.vectors)
+            exact = exact_constant(net, target, norm, dom)
             vmax = vertex_max(net, target, norm, dom)
             assert vmax >= exact * (1 - REL) - ABS
             bounds = certified_bounds(net, norm, target, dom, methods)
@@ -292,7 +293,7 @@ def test_residual_stacks_on_local_boxes(seed, act):
         bounds = certified_bounds(net, norm, target, dom,
                                   (("naive", None), ("abs-product", None), ("lp", None), ("exact-pop", None))
                                   + ((("sdp+lp", [2]),) if norm == "inf" else ()),
-                                  options={"lp": {"time_limit": 0.4}, "sdp": {"time_limit": 0.4}})
+                                  time_limit=0.4)
         assert {b.method for b in bounds} >= {"naive", "abs-product", "lp", "exact-pop"}
         assert_above(bounds, ref, "vertex max / sampled gradient")
         low = bound_chain(net, norm, ["lower"], target=target, domain=dom).lower_bound.value
@@ -303,12 +304,12 @@ def test_residual_stacks_on_local_boxes(seed, act):
 # 3. LP options
 # ---------------------------------------------------------------------------------------------
 LP_OPTIONS = (
-    [{"basis": basis, "project": project, "clique_method": cm}
+    [{"basis": basis, "project": project, "cliques": cm}
      for basis in ("sherali-adams", "krivine") for project in (True, False)
      for cm in ("min-degree", "min-fill", "mcs-m", "dense")]
-    + [{"method": m, "time_limit": tl} for m in ("simplex", "ipm", "pdlp", "ipm-crossover")
+    + [{"algorithm": m, "time_limit": tl} for m in ("simplex", "ipm", "pdlp", "ipm-crossover")
        for tl in (None, 1e-6, 1e-3)]
-    + [{"sparse": False}, {"basis": "krivine", "time_limit": 1e-4}]
+    + [{"cliques": "dense"}, {"basis": "krivine", "time_limit": 1e-4}]
 )
 
 
@@ -328,36 +329,34 @@ def test_lp_options_stay_sound(case):
         prob = build_problem(net, norm, target, dom)
         pop_max = prob.combine([exact_pop_max(p.polynomial) + p.rounding_slack if p.n_vars
                                 else p.polynomial.constant_term + p.rounding_slack for p in prob.pops])
-        ref = max(pop_max, max(exact_lipschitz(net, c, norm, dom) for c in target.vectors))
+        ref = max(pop_max, exact_constant(net, target, norm, dom))
         for opts in LP_OPTIONS:
+            opts = dict(opts)
+            limit = opts.pop("time_limit", None)
             try:
-                ch = bound_chain(net, norm, ["lp"], target=target, domain=dom, options={"lp": dict(opts)})
+                ch = bound_chain(net, norm, ["lp"], target=target, domain=dom, options={"lp": opts},
+                                 time_limit=limit)
             except LipoptError:
                 continue
             for b in ch.bounds:
                 if b.certified:
                     certified += 1
-                    assert b.value >= ref * (1 - REL) - ABS, (norm, opts, b.degree, b.value, ref)
+                    assert b.value >= ref * (1 - REL) - ABS, (norm, opts, b.level, b.value, ref)
     assert certified >= len(LP_OPTIONS) * 3
 
 
 # ---------------------------------------------------------------------------------------------
 # 4. SDP routes called directly on POPs
 # ---------------------------------------------------------------------------------------------
-SDP_CONFIGS = [
-    dict(with_lp=False, shor_solver="mixing"), dict(with_lp=False, shor_solver="mixing", max_iter=1),
-    dict(with_lp=False, shor_solver="mixing", time_limit=1e-5),
-    dict(with_lp=False, shor_solver="mixing", tol=0.9),
-    dict(with_lp=False, shor_solver="conic", solver="SCS", max_iter=3),
-    dict(with_lp=False, shor_solver="conic", solver="CLARABEL", max_iter=1),
-    dict(with_lp=False, shor_solver="conic", solver="CVXOPT", max_iter=1),
-    dict(with_lp=False, shor_solver="conic", solver="SCS", time_limit=1e-4),
-    dict(with_lp=True, lp_solver="conic", solver="SCS", max_iter=2),
-    dict(with_lp=True, lp_solver="conic", solver="CLARABEL"),
-    dict(with_lp=True, lp_solver="conic", solver="CVXOPT", max_iter=1),
-    dict(with_lp=True, lp_solver="lagrangian", lagrangian_rounds=1),
-    dict(with_lp=True, lp_solver="lagrangian", time_limit=1e-5),
-    dict(with_lp=True, lp_solver="lagrangian", max_iter=1),
+SDP_CONFIGS = [  # (SDPOptions fields, with Sherali–Adams rows, time limit)
+    ({}, False, None), (dict(max_iter=1), False, None), ({}, False, 1e-5), (dict(tol=0.9), False, None),
+    (dict(solver="SCS", max_iter=3), False, None), (dict(solver="CLARABEL", max_iter=1), False, None),
+    (dict(solver="CVXOPT", max_iter=1), False, None), (dict(solver="SCS"), False, 1e-4),
+    (dict(sa_solver="conic", solver="SCS", max_iter=2), True, None),
+    (dict(sa_solver="conic", solver="CLARABEL"), True, None),
+    (dict(sa_solver="conic", solver="CVXOPT", max_iter=1), True, None),
+    (dict(sa_solver="lagrangian", lagrangian_rounds=1), True, None),
+    (dict(sa_solver="lagrangian"), True, 1e-5), (dict(sa_solver="lagrangian", max_iter=1), True, None),
 ]
 
 
@@ -365,7 +364,7 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
     rng = np.random.default_rng(0)
     nets = [(chain_net([3, 4, 2], seed=0, activation=Activation("leaky_relu", 0.2)), None),
             (chain_net([2, 3, 2], seed=1), "local"), (chain_net([2, 2, 2, 1], seed=2), None)]
-    from lipopt.solvers.sdp_pipeline import sdp_bound
+    from lipopt.methods.pop import SDPOptions, sdp_bound
 
     checked = 0
     for net, dom in nets:
@@ -381,7 +380,10 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
                     try:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            r = sdp_bound(pop, degree, **cfg)
+                            opts, sa, limit = cfg
+                            k = max(degree, 2, pop.degree) if sa else None
+                            r = sdp_bound(pop, 1 if sa else degree, SDPOptions(**opts), sa_level=k,
+                                          time_limit=limit)
                     except LipoptError:
                         continue
                     if r.certified:
@@ -393,7 +395,7 @@ def test_sdp_pipeline_routes_and_early_stops_are_above_the_pop_maximum():
 
 def test_ball_sdp_and_lipsdp_early_stops():
     from lipopt.lipsdp import lipsdp_neuron
-    from lipopt.solvers.ball_sdp import ball_sdp_bound
+    from lipopt.methods.ball import BallOptions, ball_sdp_bound
 
     checked = 0
     for seed, act in [(0, Activation("relu")), (1, Activation("leaky_relu", 0.3))]:
@@ -405,7 +407,9 @@ def test_ball_sdp_and_lipsdp_early_stops():
                                ("CLARABEL", {"time_limit": 1e-5}), ("SCS", {"time_limit": 1e-5}),
                                ("CVXOPT", {"reduce": False}), ("conic", {})]:
                 try:
-                    r = ball_sdp_bound(net, c, d, solver=solver, **kw)
+                    opts = {k: v for k, v in kw.items() if k != "time_limit"}
+                    r = ball_sdp_bound(net, c, d, BallOptions(solver=solver, **opts),
+                                       time_limit=kw.get("time_limit"))
                 except LipoptError:
                     continue
                 if r.certified:

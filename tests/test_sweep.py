@@ -25,7 +25,7 @@ from lipopt.sweep import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-HAS_LP = importlib.util.find_spec("lipopt.solvers.lp_pipeline") is not None
+HAS_LP = importlib.util.find_spec("lipopt.methods.pop") is not None
 
 
 def small_spec(**run: object) -> dict:
@@ -34,7 +34,7 @@ def small_spec(**run: object) -> dict:
     spec = {
         "networks": {"sizes": [[6, 6, 6, 1]], "band": [3], "seeds": [0, 1], "init": "uniform"},
         "run": {"norms": ["inf", "2"], "methods": ["naive", "abs-product", "lp", "lower"],
-                "degrees": [3], "radii": ["global", 0.1], "time_limit": 60},
+                "levels": [3], "radii": ["global", 0.1], "time_limit": 60},
     }
     spec["run"].update(run)
     return spec
@@ -43,7 +43,7 @@ def small_spec(**run: object) -> dict:
 def n_rows(spec: dict) -> int:
     nets = len(spec["networks"]["seeds"]) * len(spec["networks"].get("band", [0]))
     r = spec["run"]
-    per_task = sum(len(r["degrees"]) if m in ("lp", "sdp", "sdp+lp") else 1 for m in r["methods"])
+    per_task = sum(len(r["levels"]) if m in ("lp", "sdp", "sdp+lp") else 1 for m in r["methods"])
     return nets * len(r["norms"]) * len(r.get("radii", ["global"])) * per_task
 
 
@@ -70,8 +70,9 @@ def jsonl_rows(path: Path) -> list[dict]:
         (lambda s: s["networks"].update(seed=[1]), r"unknown key 'seed' in \[networks\]"),
         (lambda s: s["run"].pop("norms"), "needs 'norms'"),
         (lambda s: s["run"].update(methods=["lp", "magic"]), "unknown method 'magic'"),
-        (lambda s: s["run"].update(degrees=[]), "degrees is required"),
-        (lambda s: s["run"].update(degrees=[0]), "run.degrees must be >= 1"),
+        (lambda s: s["run"].update(levels=[]), "levels is required"),
+        (lambda s: s["run"].update(degrees=[3]), "run.degrees was renamed run.levels"),
+        (lambda s: s["run"].update(levels=[0]), "run.levels must be >= 1"),
         (lambda s: s["run"].update(norms=["3"]), "unknown norm"),
         (lambda s: s["run"].update(radii=["local"]), "neither \"global\" nor a number"),
         (lambda s: s["run"].update(radii=[-1.0]), "non-negative"),
@@ -134,7 +135,7 @@ def test_sweep_table_columns_values_and_resume(tmp_path):
     assert header == list(COLUMNS)
     assert len(rows) == n_rows(spec) == summary.rows_written
     keys = {row_key(*(r[c] for c in KEY_COLUMNS)) for r in rows}
-    assert len(keys) == len(rows)  # one row per network × norm × radius × method × degree
+    assert len(keys) == len(rows)  # one row per network × norm × radius × method × level
 
     typed = read_results(out)
     for r in typed:
@@ -142,7 +143,7 @@ def test_sweep_table_columns_values_and_resume(tmp_path):
         assert len(r["network_hash"]) == 64 and r["seed"] in (0, 1) and r["band"] == 3
         assert r["lower_bound"] > 0 and r["naive_bound"] >= r["lower_bound"]
         if r["method"] in ("naive", "abs-product"):
-            assert r["certified"] and r["status"] == "optimal" and r["degree"] is None
+            assert r["certified"] and r["status"] == "optimal" and r["level"] is None
             assert r["value"] >= r["lower_bound"] * (1 - 1e-12)
             assert r["ratio_to_lower"] == pytest.approx(r["value"] / r["lower_bound"])
             assert r["ratio_to_naive"] == pytest.approx(r["value"] / r["naive_bound"])
@@ -150,7 +151,7 @@ def test_sweep_table_columns_values_and_resume(tmp_path):
             assert not r["certified"] and r["bound_type"] == "lower"
             assert r["value"] == r["lower_bound"]
         else:
-            assert r["method"] == "lp" and r["degree"] == 3
+            assert r["method"] == "lp" and r["level"] == 3
             if r["status"].startswith("error"):
                 assert not r["certified"] and r["value"] is None
             elif r["certified"]:
@@ -200,7 +201,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path):
     spec = {
         "networks": {"sizes": [[5, 5, 1]], "seeds": [0]},
         "run": {"norms": ["inf"], "methods": ["exact-pop", "naive", "sdp", "lower"],
-                "degrees": [1], "exact_max_vars": 2, "output": 0},
+                "levels": [1], "output": 0, "options": {"exact-pop": {"max_vars": 2}}},
     }
     out = tmp_path / "r.csv"
     summary = run_sweep(spec, out, progress=False)
@@ -208,8 +209,9 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path):
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"exact-pop", "naive", "sdp", "lower"}
     ex = by_method["exact-pop"]
-    assert ex["status"].startswith("error: ") and not ex["certified"] and ex["value"] is None
-    assert "exact-pop" in ex["status"] or "Error" in ex["status"]
+    # the same row as `lipopt bound` gives for this request: refused, with the reason
+    assert ex["status"] == "refused" and not ex["certified"] and ex["value"] is None
+    assert "exact-pop" in ex["note"] and "2^2" in ex["note"]
     assert by_method["naive"]["certified"] and by_method["naive"]["value"] > 0
     assert summary.errors >= 1
     assert by_method["naive"]["target"] == "output 0"
@@ -248,7 +250,7 @@ def test_file_networks_local_radius_around_x0_and_cli(tmp_path):
 def test_interrupted_sweep_keeps_finished_tasks_and_resumes(tmp_path, monkeypatch):
     import lipopt.sweep as sweep
 
-    spec = small_spec(methods=["naive", "lower"], degrees=[])
+    spec = small_spec(methods=["naive", "lower"], levels=[])
     out = tmp_path / "r.csv"
     real, calls = sweep.run_task, []
 
@@ -275,7 +277,7 @@ def test_a_crashed_task_is_recorded_as_error_rows(tmp_path, monkeypatch):
         raise RuntimeError("worker died")
 
     monkeypatch.setattr(sweep, "run_task", crash)
-    spec = small_spec(methods=["naive", "lower"], degrees=[], norms=["inf"], radii=["global"])
+    spec = small_spec(methods=["naive", "lower"], levels=[], norms=["inf"], radii=["global"])
     summary = run_sweep(spec, tmp_path / "r.csv", progress=False)
     rows = read_results(tmp_path / "r.csv")
     assert len(rows) == 4 and summary.errors == 4
@@ -297,7 +299,7 @@ def test_output_must_be_a_lipopt_table(tmp_path):
 # Executors
 # ---------------------------------------------------------------------------------------------
 def _compare_to_serial(tmp_path: Path, executor: str, **kw: object) -> None:
-    spec = small_spec(methods=["naive", "abs-product", "lower"], degrees=[])
+    spec = small_spec(methods=["naive", "abs-product", "lower"], levels=[])
     serial, other = tmp_path / "serial.csv", tmp_path / f"{executor}.csv"
     run_sweep(spec, serial, progress=False)
     summary = run_sweep(spec, other, executor=executor, progress=False, **kw)

@@ -1,7 +1,17 @@
 """The built-in bound methods; importing this package registers them (see :mod:`lipopt.registry`).
 
-One module per family: :mod:`.baselines` (norm products, the lower-bound search), :mod:`.deep`
-(the lifted LP, the branch and bound and the exact MILP for deep networks).
+One module per family; the import order below is the order methods are listed in (``--help``,
+tables, plots): closed-form baselines first, then relaxations, then the lower-bound search.
+:mod:`.baselines` (norm products), :mod:`.pop` (``lp``, ``sdp``, ``sdp+lp``), :mod:`.ball`
+(``sdp-ball``), :mod:`.exact` (``exact-pop``), :mod:`._legacy` (``lipsdp``, bridged), :mod:`.deep`
+(``lifted``, ``bab``, ``milp``: layer-wise methods for deep networks), :mod:`.lower`.
 """
+# isort: skip_file
 
-from . import baselines, deep  # noqa: F401
+from . import baselines  # noqa: F401
+from . import pop  # noqa: F401
+from . import ball  # noqa: F401
+from . import exact  # noqa: F401
+from . import _legacy  # noqa: F401
+from . import deep  # noqa: F401
+from . import lower  # noqa: F401

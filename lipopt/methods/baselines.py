@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 
 
@@ -23,7 +23,8 @@ def _closed_form_row(name: str, value: float, started: float, ctx: Context) -> B
 
 @register
 class Naive(Method):
-    """``‖W_{L+1}ᵀ c‖_q · Π_l ‖M_l W_l‖_{p→p}``, ``M_l = diag(max |σ'|)`` over the domain."""
+    """``Π_l ‖M_l W_l‖_{p→p}``, ``M_l = diag(max |σ'|)`` over the domain, times ``‖W_{L+1}ᵀ c‖_q``
+    (a scalar target) or ``‖W_{L+1}‖_{p→p}`` (the network)."""
 
     name = "naive"
     summary = "product of the layers' operator norms (slopes capped over the domain)"
@@ -39,10 +40,14 @@ class Naive(Method):
 
 @register
 class AbsProduct(Method):
-    """``|∇f| ≤ |W_1|ᵀ M_1 ⋯ |W_L|ᵀ M_L |W_{L+1}ᵀ c|`` entrywise, so ``L ≤ ‖that‖_q``."""
+    """``|J| ≤ A = |W_{L+1}| M_L ⋯ M_1 |W_1|`` entrywise, so the network's constant is
+    ``≤ ‖A‖_{p→p}`` and a scalar target's ``≤ ‖Aᵀ|c|‖_q``."""
 
     name = "abs-product"
     summary = "norm of the product of the layers' absolute values (never above naive for ℓ1, ℓ∞)"
+
+    def suggest(self, ctx: Context) -> Suggestion:
+        return Suggestion((None,), 3.0, "closed form, never above naive for ℓ1/ℓ∞", cheap=True)
 
     def run(self, ctx: Context, level: int | None, options) -> BoundResult:
         from ..bounds import abs_product_bound

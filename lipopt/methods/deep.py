@@ -18,7 +18,7 @@ from ..hierarchy.lifted import LiftedTemplate
 from ..milp import LipMilp
 from ..quantity import Quantity
 from ..reach import Chain
-from ..registry import Context, Method, register
+from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Size, Status, Timings
 from ..solvers.highs import highs_version
 
@@ -26,9 +26,9 @@ PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
 
 
 def quantity_of(ctx: Context) -> Quantity:
-    """The chain's quantity: the Jacobian's induced norm for the all-outputs target, else the
-    largest scalar constant over the target's rows."""
-    return Quantity(ctx.norm, ctx.target.vectors, ctx.target.kind == "all-outputs")
+    """The chain's quantity: the Jacobian's induced norm for the network target, else the
+    scalar constant of the target's row."""
+    return Quantity(str(ctx.norm), ctx.target.vectors, bool(ctx.target.is_network))
 
 
 def _domain(ctx: Context):
@@ -116,6 +116,11 @@ class Lifted(_LayerwiseMethod):
         return _row(self.name, out, t0, _size(ctx), options,
                     "LP dual (float-safe) per subproblem")
 
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.net.depth < 2:
+            return "one hidden layer: the polynomial relaxations are exact at their degree"
+        return Suggestion((None,), 2.0, "one LP per output row, size linear in the weights")
+
 
 @dataclass(frozen=True)
 class BabOptions:
@@ -163,6 +168,12 @@ class Bab(_LayerwiseMethod):
         return _row(self.name, out, t0, _size(ctx, options.lp), options,
                     "max over nodes: LP dual (float-safe) or exact Jacobian norm at fixed patterns")
 
+    def suggest(self, ctx: Context) -> Suggestion | str:
+        why = self.applies(ctx)
+        if why is not None:
+            return why
+        return Suggestion((None,), 0.5, "branch and bound on activation patterns: exact when the gap closes")
+
 
 @register
 class Milp(_LayerwiseMethod):
@@ -177,6 +188,9 @@ class Milp(_LayerwiseMethod):
         if why is None and any(s.activation.name not in ("relu", "identity") for s in ctx.net.sites):
             why = "milp supports ReLU networks only"
         return why
+
+    def suggest(self, ctx: Context) -> str:
+        return "milp is an exact cross-check for small networks (not float-certified); ask for it by name"
 
     def run(self, ctx: Context, level, options) -> BoundResult:
         t0 = time.perf_counter()

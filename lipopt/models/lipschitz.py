@@ -56,7 +56,6 @@ __all__ = [
     "Witness",
     "aol_layer",
     "aol_stack",
-    "available_methods",
     "cpl_layer",
     "cpl_stack",
     "exact_pop_value",
@@ -576,7 +575,7 @@ class LayerStack:
         with an affine layer (it changes neither the map nor the constant)."""
         blocks: list[Block] = [b for layer in self.layers for b in layer.blocks()]
         last = blocks[-1]
-        if not (isinstance(last, Dense) and last.activation.name == "identity"):
+        if last.affine() is None or last.activation.name != "identity":
             blocks.append(Dense(np.eye(last.out_dim), np.zeros(last.out_dim), IDENTITY))
         return Network(tuple(blocks), name=self.name)
 
@@ -769,19 +768,6 @@ def unit_targets(
     return cs
 
 
-def available_methods(methods: Sequence[str]) -> list[str]:
-    """The subset of ``methods`` whose back ends are importable right now."""
-    modules = {"lp": "lipopt.solvers.lp_pipeline", "sdp": "lipopt.solvers.sdp_pipeline",
-               "sdp+lp": "lipopt.solvers.sdp_pipeline", "exact-pop": "lipopt.exact",
-               "lipsdp": "lipopt.lipsdp"}  # fmt: skip
-    out = []
-    for m in methods:
-        mod = modules.get(m)
-        if mod is None or importlib.util.find_spec(mod) is not None:
-            out.append(m)
-    return out
-
-
 @dataclass
 class VerificationRow:
     """One (stack, norm, target) verification: claim vs the engine's bounds and exact values.
@@ -834,7 +820,6 @@ class VerificationRow:
         return d
 
 
-RELAXATIONS = ("lp", "sdp", "sdp+lp")
 DUAL_ORDER = {"2": 2, "inf": 1, "1": np.inf}
 
 
@@ -855,7 +840,7 @@ def verify_stack(
     norm: str = "2",
     targets: Sequence[np.ndarray] | None = None,
     methods: Sequence[str] = ("naive", "abs-product", "lp", "exact-pop", "lower"),
-    degrees: dict[str, Sequence[int]] | None = None,
+    levels: dict[str, Sequence[int]] | None = None,
     *,
     variant: str = "constructed",
     seed: int = 0,
@@ -864,18 +849,19 @@ def verify_stack(
     options: dict | None = None,
     time_limit: float | None = 60.0,
 ) -> list[VerificationRow]:
-    """Run :func:`lipopt.bounds.bound_chain` on ``cᵀN`` for each unit target ``c``.
+    """Run :func:`lipopt.chain.bound_chain` on ``cᵀN`` for each unit target ``c`` (one chain per
+    target, the same rows as ``lipopt bound``).
 
-    ``degrees`` maps a relaxation to its degrees (default: ``lp`` at the POP degree, the lowest
-    valid Sherali–Adams level; ``sdp`` / ``sdp+lp`` at order 1). Methods whose back ends are not
-    importable are skipped. ``exact`` adds the vertex-enumeration value of the POP
-    (:func:`exact_pop_value`) and, for Dense chains, the true constant. A ``witness`` (a real
-    point and its top singular direction) adds its direction to the targets and its gradient
-    norm to the lower bound of that target.
+    ``levels`` maps a method with a hierarchy to its levels (default: ``lp`` at the POP degree,
+    the lowest valid Sherali–Adams level; other methods their own defaults). A refused or failing
+    step is recorded in ``failed`` (and warned about) and does not hide the other bounds.
+    ``exact`` adds the vertex-enumeration value of the POP (:func:`exact_pop_value`) and, for
+    Dense chains, the true constant. A ``witness`` (a real point and its top singular direction)
+    adds its direction to the targets and its gradient norm to the lower bound of that target.
     """
     import time
 
-    from ..bounds import bound_chain
+    from ..chain import bound_chain
     from ..problems import build_problem
 
     norm = parse_norm(norm)
@@ -888,38 +874,22 @@ def verify_stack(
     if witness is not None:
         cs.append(np.asarray(witness.c, dtype=float))
     claim = st.claimed * (np.sqrt(net.input_dim) if norm == "inf" else 1.0)
-    use = available_methods(methods)
-    plain = [m for m in use if m not in RELAXATIONS]
-    relax = [m for m in use if m in RELAXATIONS]
     rows: list[VerificationRow] = []
     for k, c in enumerate(cs):
         t0 = time.perf_counter()
         target = make_target(net, vector=c)
-        failed: dict[str, str] = {}
-        first = bound_chain(net, norm, plain, None, target, seed=seed, options=options)
-        results, res_lower = list(first.bounds), first.lower_bound
-        for m in relax:
-            if degrees is not None and m in degrees:
-                degs = list(degrees[m])
-            elif m == "lp":
-                degs = [max(2, max(p.degree for p in build_problem(net, norm, target).pops))]
-            else:
-                degs = [1]
-            try:
-                res = bound_chain(
-                    net, norm, [m], degs, target, seed=seed, time_limit=time_limit, options=options
-                )
-            except Exception as exc:  # a failing back end must not hide the other bounds
-                failed[m] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"{m} failed on {st.name}: {failed[m]}", RuntimeWarning, stacklevel=2)
-                continue
-            results.extend(res.bounds)
-        bounds = {
-            (b.method if b.degree is None else f"{b.method}-{b.degree}"): float(b.value)
-            for b in results
-            if b.certified and np.isfinite(b.value)
-        }
-        lower = res_lower.value if res_lower is not None else 0.0
+        chosen = dict(levels or {})
+        if "lp" in methods and "lp" not in chosen:
+            chosen["lp"] = [max(2, max(p.degree for p in build_problem(net, norm, target).pops))]
+        chain = bound_chain(
+            net, norm, methods, chosen, target, seed=seed, time_limit=time_limit, options=options,
+            raise_if_all_refused=False,
+        )
+        failed = {b.label: b.note or b.status.value for b in chain.bounds if not b.status.ran}
+        for label, why in failed.items():
+            warnings.warn(f"{label} failed on {st.name}: {why}", RuntimeWarning, stacklevel=2)
+        bounds = {b.label: float(b.value) for b in chain.bounds if b.certified and np.isfinite(b.value)}
+        lower = chain.lower_bound.value if chain.lower_bound is not None else 0.0
         is_witness = witness is not None and k == len(cs) - 1
         if is_witness:
             lower = max(lower, float(np.linalg.norm(net.gradient(witness.x, c), ord=DUAL_ORDER[norm])))

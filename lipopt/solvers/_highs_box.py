@@ -19,7 +19,13 @@ import numpy as np
 
 from ..errors import LipoptError
 from .box_lp import BoxLP
-from .highs import _highspy, _new_highs, _set_threads, _status_name
+from .highs import _highspy, _new_highs, _run
+
+
+_STATUS = {"kOptimal": "optimal", "kInfeasible": "infeasible", "kTimeLimit": "time_limit",
+           "kIterationLimit": "iteration_limit", "kUnbounded": "unbounded",
+           "kUnboundedOrInfeasible": "unbounded_or_infeasible", "kObjectiveBound": "objective_bound",
+           "kSolutionLimit": "solution_limit", "kInterrupt": "interrupted"}
 
 
 @dataclass
@@ -45,8 +51,7 @@ class HighsBox:
 
     def __init__(self, threads: int = 1, presolve: bool = False, simplex_strategy: int = 1) -> None:
         self._hs = _highspy()
-        self.h = _new_highs(False)
-        _set_threads(self.h, threads)
+        self.h = _new_highs(False, threads)
         self.h.setOptionValue("presolve", "on" if presolve else "off")
         self.h.setOptionValue("solver", "simplex")
         self.h.setOptionValue("simplex_strategy", simplex_strategy)  # 1: dual simplex
@@ -93,9 +98,8 @@ class HighsBox:
         if self._mip:
             h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         t0 = time.perf_counter()
-        h.run()
+        name = _STATUS.get(_run(h)[0], "error")
         elapsed = time.perf_counter() - t0
-        name = _status_name(h.getModelStatus())
         info = h.getInfo()
         sol = h.getSolution()
         x = np.asarray(sol.col_value, dtype=float) if sol.value_valid else None

@@ -1,27 +1,13 @@
-r"""General conic back ends (through cvxpy) for SDPs, and certified Shor bounds with them.
+r"""The one cvxpy adapter: every conic route (Shor, moment relaxations, the ball SDP, LipSDP).
 
-The Shor SDP :math:`\max \langle C, X\rangle` s.t. :math:`\operatorname{diag}X = \mathbf 1`,
-:math:`X\succeq 0` can be handed to any interior-point or first-order SDP code; the result is made
-rigorous exactly as for the mixing method, by :func:`lipopt.solvers.shor.certify_shor_dual` applied
-to the solver's multipliers ``y`` of ``diag X = 1`` (valid for any ``y``, so an inaccurate or
-time-limited solve still gives a valid, looser bound).
-
-Solver choice (:func:`choose_sdp_solver`) — measured on this project's shared 2-core machine, one
-BLAS thread, cvxpy 1.9, Clarabel 0.11, SCS 3.3, CVXOPT 1.3 (``benchmarks/shor_solvers.py``,
-results in ``benchmarks/results/shor_solvers.md``):
-
-* One dense Shor block from the ℓ∞ problem of an ``n-n-1`` network. 161×161: Clarabel 349 s (its
-  PSD-cone scaling is a dense matrix of order ``b(b+1)/2``; ≈156 GB for a 401 block — out of
-  reach), CVXOPT 1.9 s in the LMI (dual) form (> 600 s in the primal form), SCS 18 s (relative
-  accuracy ~1e-5), mixing method 0.06 s. 401×401: CVXOPT 81 s, SCS 414 s (~1e-4), mixing 0.2 s.
-* Overlapping blocks (chordal Shor relaxation of a banded 150×150 C, one PSD block per clique):
-  cliques of 6 (145 blocks): Clarabel 0.14 s solve (1.2 s with cvxpy), SCS 2.0 s; cliques of 16
-  (135 blocks): Clarabel 14 s and only "optimal_inaccurate", SCS 7 s; cliques of 31 (120 blocks):
-  Clarabel > 300 s, SCS 13 s. CVXOPT failed on all three (singular KKT system through cvxpy).
-
-Hence: MOSEK whenever it is importable and licensed; otherwise Clarabel for small blocks
-(≤ :data:`CLARABEL_MAX_BLOCK`), CVXOPT for a few large blocks, SCS for many medium or large blocks
-and as the fallback (first-order, low accuracy, but the certificates keep every bound valid).
+Each of MOSEK (only when importable *and* licensed), Clarabel, SCS and CVXOPT is registered as a
+backend (family ``cvxpy``) for the kinds ``shor``, ``moment`` and ``lmi``. A program becomes a
+:class:`CvxpyModel` through :func:`to_cvxpy` (one registration per program type: the ±1 Shor
+program in its primal or LMI form, the moment relaxation with one moment vector, or a model the
+caller built), and :meth:`CvxpyBackend.solve` runs it with the solver's own time-limit and
+iteration keywords, maps the status (:func:`~lipopt.solvers.base.status_of`) and reads the duals
+back. A failed solve is an ``ERROR`` outcome with the solver's message, never an exception: the
+certificate of any dual (or of none) still applies. CVXOPT has no time limit of its own.
 """
 
 from __future__ import annotations
@@ -30,28 +16,25 @@ import functools
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import LipoptError
-from .shor import Matrix, ShorResult, certify_shor_dual
+from ..hierarchy.sdp import MomentRelaxation
+from ..results import Status
+from .base import Limits, Outcome, Shape, ShorProgram, register_backend, solve, status_of
 
-__all__ = [
-    "SDP_SOLVERS",
-    "available_sdp_solvers",
-    "choose_sdp_solver",
-    "solve_shor_cvxpy",
-    "solver_time_limit_options",
-]
+__all__ = ["SDP_SOLVERS", "CvxpyModel", "available_sdp_solvers", "solve_shor_cvxpy", "to_cvxpy"]
 
-#: Conic back ends known to lipopt, in order of preference when all else is equal.
+#: conic solvers known to lipopt
 SDP_SOLVERS: tuple[str, ...] = ("MOSEK", "CLARABEL", "SCS", "CVXOPT")
-
-#: Largest PSD block for which Clarabel is preferred (measured, see the module docstring).
-CLARABEL_MAX_BLOCK = 12
-#: At most this many large blocks count as "few" (CVXOPT's dense Schur complement is then fine).
-CVXOPT_MAX_BLOCKS = 4
+#: the solvers' keywords for a wall-clock limit and an iteration cap
+_TIME_KEY = {"CLARABEL": "time_limit", "SCS": "time_limit_secs"}
+_ITER_KEY = {"CLARABEL": "max_iter", "SCS": "max_iters", "CVXOPT": "max_iters"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,14 +44,7 @@ def _available() -> tuple[str, ...]:
     except ImportError:  # pragma: no cover - cvxpy is a hard dependency
         return ()
     installed = set(cp.installed_solvers())
-    out = []
-    for name in SDP_SOLVERS:
-        if name not in installed:
-            continue
-        if name == "MOSEK" and not _mosek_works():
-            continue
-        out.append(name)
-    return tuple(out)
+    return tuple(s for s in SDP_SOLVERS if s in installed and (s != "MOSEK" or _mosek_works()))
 
 
 def _mosek_works() -> bool:
@@ -87,163 +63,163 @@ def _mosek_works() -> bool:
 
 
 def available_sdp_solvers() -> list[str]:
-    """SDP-capable solvers usable here, among ``"MOSEK"`` (only if licensed), ``"CLARABEL"``,
-    ``"SCS"``, ``"CVXOPT"`` (cached after the first call)."""
+    """Conic solvers usable here (cached after the first call)."""
     return list(_available())
 
 
-def choose_sdp_solver(n_blocks: int, largest_block: int) -> str:
-    """Pick an SDP back end for ``n_blocks`` PSD blocks, the largest of order ``largest_block``.
-
-    MOSEK if available; otherwise Clarabel when every block has order ≤
-    :data:`CLARABEL_MAX_BLOCK`, CVXOPT for at most :data:`CVXOPT_MAX_BLOCKS` larger blocks, SCS for
-    many larger blocks; each choice falls back to the others when not installed. The module
-    docstring lists the measurements behind the thresholds.
-    Raises :class:`~lipopt.errors.LipoptError` when no SDP solver is installed.
-    """
-    avail = _available()
-    if not avail:
-        raise LipoptError("no SDP solver available: install clarabel, scs or cvxopt")
-    if "MOSEK" in avail:
-        return "MOSEK"
-    if largest_block <= CLARABEL_MAX_BLOCK:
-        order = ("CLARABEL", "SCS", "CVXOPT")
-    elif n_blocks <= CVXOPT_MAX_BLOCKS:
-        # Clarabel last: its dense cone scaling has order (b(b+1)/2)^2 memory
-        order = ("CVXOPT", "SCS", "CLARABEL")
-    else:
-        order = ("SCS", "CLARABEL", "CVXOPT")
-    for name in order:
-        if name in avail:
-            return name
-    return avail[0]
-
-
 def solver_time_limit_options(solver: str, time_limit: float | None) -> dict:
-    """cvxpy ``solve`` keyword arguments imposing a wall-clock limit (CVXOPT has none)."""
+    """cvxpy ``solve`` keywords imposing a wall-clock limit (CVXOPT has none)."""
     if time_limit is None:
         return {}
-    t = float(time_limit)
     if solver == "MOSEK":
-        return {"mosek_params": {"MSK_DPAR_OPTIMIZER_MAX_TIME": t}}
-    if solver == "CLARABEL":
-        return {"time_limit": t}
-    if solver == "SCS":
-        return {"time_limit_secs": t}
-    return {}
+        return {"mosek_params": {"MSK_DPAR_OPTIMIZER_MAX_TIME": float(time_limit)}}
+    key = _TIME_KEY.get(solver)
+    return {key: float(time_limit)} if key else {}
 
 
-def cvxpy_status(status: str, wall: float, time_limit: float | None) -> str:
-    """lipopt's status for a cvxpy status: ``optimal``, ``inaccurate``, ``time_limit`` (a user
-    limit hit after ≥ 80% of ``time_limit``), ``iteration_limit`` or ``error: …``."""
+@dataclass
+class CvxpyModel:
+    """A cvxpy problem and how to read its answer: ``read()`` → ``(duals, primal)`` tuples;
+    ``form`` names the formulation when there are several (appended to the solver's name)."""
+
+    kind: ClassVar[str] = "lmi"
+    problem: Any
+    read: Callable[[], tuple[tuple, tuple]]
+    size: Shape | None = None
+    form: str = ""
+
+    def shape(self) -> Shape:
+        return self.size or Shape("lmi")
+
+
+@functools.singledispatch
+def to_cvxpy(program: Any, solver: str, formulation: str | None = None) -> CvxpyModel:
+    """The cvxpy model of ``program`` for ``solver`` (one registration per program type)."""
+    raise LipoptError(f"cvxpy cannot solve a {type(program).__name__}")
+
+
+@to_cvxpy.register
+def _(program: CvxpyModel, solver: str, formulation: str | None = None) -> CvxpyModel:
+    return program
+
+
+@to_cvxpy.register
+def _(program: ShorProgram, solver: str, formulation: str | None = None) -> CvxpyModel:
+    r"""Primal form ``max ⟨C, X⟩, diag X = 1, X ⪰ 0`` (duals: the multipliers of ``diag X = 1``)
+    or the LMI form ``min Σ y s.t. Diag(y) − C ⪰ 0`` (duals: ``y``). CVXOPT gets the LMI form by
+    default: cvxpy hands it its native ``sdp`` shape in ``n`` variables (the primal form carries
+    ``n²`` and took > 600 s at n = 161)."""
     import cvxpy as cp
 
-    if status == cp.OPTIMAL:
-        return "optimal"
-    if status == cp.OPTIMAL_INACCURATE:
-        return "inaccurate"
-    if status == cp.USER_LIMIT:
-        return "time_limit" if time_limit is not None and wall >= 0.8 * time_limit else "iteration_limit"
-    return f"error: solver status {status}"
-
-
-def _default_formulation(solver: str) -> str:
-    # cvxpy hands CVXOPT the LMI form "Diag(y) − C ⪰ 0" with only n variables (its native 'sdp'
-    # shape, O(n^4) per iteration); the primal form there carries n² variables (> 600 s at n=161).
-    return "dual" if solver == "CVXOPT" else "primal"
-
-
-def solve_shor_cvxpy(
-    C: Matrix,
-    solver: str | None = None,
-    time_limit: float | None = None,
-    *,
-    formulation: str | None = None,
-    verbose: bool = False,
-    **solver_options,
-) -> ShorResult:
-    r"""Solve the Shor SDP with a general conic solver via cvxpy and certify the result.
-
-    Primal form (default except for CVXOPT): :math:`\max\langle C, X\rangle` s.t.
-    ``diag(X) == 1``, ``X`` PSD; the certificate uses the multipliers ``y`` of ``diag(X) == 1``.
-    Dual (LMI) form: :math:`\min \sum_i y_i` s.t. :math:`\operatorname{Diag}(y) - C \succeq 0`;
-    the certificate uses the optimal ``y``. Either way ``certified_value`` comes from
-    :func:`~lipopt.solvers.shor.certify_shor_dual`, so it is a valid upper bound however inaccurate
-    the solve was. If the solver returns no multipliers at all, the diagonally dominant choice
-    :math:`y_i = \sum_j |C_{ij}|` still gives a valid (poor) certificate.
-
-    ``solver`` defaults to :func:`choose_sdp_solver` ``(1, n)``; ``time_limit`` is passed to the
-    solvers that support one (MOSEK, Clarabel, SCS; not CVXOPT). Extra keyword arguments go to
-    ``cvxpy.Problem.solve``.
-    """
-    import cvxpy as cp
-
-    t0 = time.perf_counter()
-    n = C.shape[0]
-    if len(C.shape) != 2 or C.shape[1] != n:
-        raise LipoptError(f"C must be a square matrix, got shape {C.shape}")
-    Cd = C.toarray() if sp.issparse(C) else np.asarray(C, dtype=np.float64)
-    Cd = np.asarray(Cd, dtype=np.float64)
-    if not np.array_equal(Cd, Cd.T):
-        Cd = 0.5 * (Cd + Cd.T)
-    name = (solver or choose_sdp_solver(1, n)).upper()
-    if name not in SDP_SOLVERS:
-        raise LipoptError(f"unknown SDP solver {solver!r}; choose from {', '.join(SDP_SOLVERS)}")
-    if name not in _available():
-        raise LipoptError(
-            f"SDP solver {name} is not available here; available: {available_sdp_solvers()}"
-        )
-    form = formulation or _default_formulation(name)
+    form = formulation or ("dual" if solver == "CVXOPT" else "primal")
     if form not in ("primal", "dual"):
         raise LipoptError(f"formulation must be 'primal' or 'dual', got {formulation!r}")
-
+    C = program.C.toarray() if sp.issparse(program.C) else np.asarray(program.C, dtype=np.float64)
+    n = C.shape[0]
+    if C.ndim != 2 or C.shape[1] != n:
+        raise LipoptError(f"C must be a square matrix, got shape {C.shape}")
+    if not np.array_equal(C, C.T):
+        C = 0.5 * (C + C.T)
     if form == "primal":
         X = cp.Variable((n, n), PSD=True)
         con = cp.diag(X) == 1
-        prob = cp.Problem(cp.Maximize(cp.sum(cp.multiply(Cd, X))), [con])
-    else:
-        yv = cp.Variable(n)
-        prob = cp.Problem(cp.Minimize(cp.sum(yv)), [cp.diag(yv) - Cd >> 0])
-    opts = solver_time_limit_options(name, time_limit)
-    opts.update(solver_options)
-    err: str | None = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            prob.solve(solver=name, verbose=verbose, **opts)
-    except cp.error.SolverError as exc:  # failed solves still get a (poor) certificate
-        err = str(exc)
-    elapsed = time.perf_counter() - t0
+        prob = cp.Problem(cp.Maximize(cp.sum(cp.multiply(C, X))), [con])
+        return CvxpyModel(prob, lambda: ((con.dual_value,), (X.value,)), form="primal")
+    y = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(cp.sum(y)), [cp.diag(y) - C >> 0])
+    return CvxpyModel(prob, lambda: ((y.value,), (None,)), form="dual")
 
-    y = con.dual_value if form == "primal" else yv.value
-    if y is None or not np.all(np.isfinite(np.asarray(y, dtype=float))):
-        y = np.abs(Cd).sum(axis=1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    cert, lam = certify_shor_dual(C, y)  # the original C: symmetrising rounds
 
-    value = prob.value if err is None else None
-    primal = float(value) if value is not None and np.isfinite(value) else math.nan
-    cvx_status = prob.status if err is None else "error"
-    if cvx_status == "optimal":
-        status = "optimal"
-    elif time_limit is not None and elapsed >= 0.95 * time_limit:
-        status = "time_limit"
-    elif cvx_status in ("optimal_inaccurate", "user_limit"):
-        status = "inaccurate" if cvx_status == "optimal_inaccurate" else "iteration_limit"
-    else:
-        status = "error"
-    iters = 0
-    if err is None and prob.solver_stats is not None and prob.solver_stats.num_iters is not None:
-        iters = int(prob.solver_stats.num_iters)
-    return ShorResult(
-        primal_value=primal,
-        certified_value=cert,
-        dual_y=y,
-        lambda_min=lam,
-        iterations=iters,
-        time_s=time.perf_counter() - t0,
-        status=status,
-        certified=math.isfinite(cert),
-        solver=f"{name}/{form}",
-        factor=None,
-    )
+@to_cvxpy.register
+def _(program: MomentRelaxation, solver: str, formulation: str | None = None) -> CvxpyModel:
+    """One vector ``z`` of the moments after ``y_∅ = 1``: every block is the affine map
+    ``reshape(A_C[:, 1:] z + A_C[:, 0], (b, b)) ⪰ 0``, the SA rows ``G[:, 1:] z + G[:, 0] ≥ 0``."""
+    import cvxpy as cp
+
+    m = program.n_moments
+    z = cp.Variable(m - 1) if m > 1 else None
+
+    def affine(A: sp.csr_matrix):
+        a0 = np.asarray(A[:, 0].todense()).ravel()
+        return cp.Constant(a0) if z is None else A[:, 1:] @ z + a0
+
+    cons = [cp.reshape(affine(b.linear_map(m)), (b.size, b.size), order="C") >> 0 for b in program.blocks]
+    n_psd = len(cons)
+    if program.G is not None and program.n_lp_rows:
+        cons.append(affine(program.G) >= 0)
+    obj = program.c[0] + (program.c[1:] @ z if z is not None else 0.0)
+    prob = cp.Problem(cp.Maximize(obj), cons)
+
+    def read() -> tuple[tuple, tuple]:
+        Z = [None if c.dual_value is None else np.asarray(c.dual_value, float) for c in cons[:n_psd]]
+        mu = cons[n_psd].dual_value if len(cons) > n_psd else None
+        return (*Z, None if mu is None else np.asarray(mu, float).ravel()), (None if z is None else z.value,)
+
+    return CvxpyModel(prob, read)
+
+
+class CvxpyBackend:
+    """One conic solver through cvxpy. Settings: ``formulation`` (Shor programs); every other key
+    goes to ``cvxpy.Problem.solve`` (e.g. SCS's ``eps_abs``)."""
+
+    family = "cvxpy"
+    kinds = ("shor", "moment", "lmi")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def available(self) -> bool:
+        return self.name in _available()
+
+    def solve(self, program: Any, limits: Limits, settings: Mapping[str, Any]) -> Outcome:
+        import cvxpy as cp
+
+        opts = dict(settings)
+        t0 = time.perf_counter()
+        model = to_cvxpy(program, self.name, opts.pop("formulation", None))
+        opts = {"verbose": limits.verbose, **solver_time_limit_options(self.name, limits.time_limit), **opts}
+        if limits.max_iter is not None and self.name in _ITER_KEY:
+            opts.setdefault(_ITER_KEY[self.name], int(limits.max_iter))
+        setup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        message = ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "solution may be inaccurate": see the status
+                model.problem.solve(solver=self.name, **opts)
+            raw = str(model.problem.status)
+        except (cp.error.SolverError, ArithmeticError) as exc:  # e.g. CVXOPT's ZeroDivisionError
+            raw, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]
+        wall = time.perf_counter() - t1
+        compile_t = float(getattr(model.problem, "compilation_time", 0.0) or 0.0)
+        status = status_of(raw, wall, limits.time_limit)
+        duals, primal = model.read()
+        stats = model.problem.solver_stats if raw != "error" else None
+        iters = int(stats.num_iters) if stats is not None and stats.num_iters is not None else 0
+        value = model.problem.value if raw != "error" else None
+        value = float(value) if value is not None and np.isfinite(value) else math.nan
+        name = f"cvxpy/{self.name}" + (f"/{model.form}" if model.form else "")
+        return Outcome(status, value, duals, primal, iters, setup + compile_t, max(wall - compile_t, 0.0),
+                       name, message or (raw if status == Status.ERROR else ""))
+
+
+for _name in SDP_SOLVERS:
+    register_backend(CvxpyBackend(_name))
+
+
+def solve_shor_cvxpy(
+    C, solver: str | None = None, time_limit: float | None = None, *, formulation: str | None = None,
+    verbose: bool = False, **solver_options,
+) -> Outcome:
+    r"""The Shor SDP of ``C`` with a conic solver (default: the table's first cvxpy choice),
+    certified by :func:`lipopt.certificates.certify_shor`: ``outcome.certificate`` is a valid
+    upper bound however inaccurate the solve (extra keywords go to ``cvxpy.Problem.solve``)."""
+    from dataclasses import replace
+
+    from ..certificates import certify_shor
+
+    program = ShorProgram(C)
+    settings = {**solver_options, **({"formulation": formulation} if formulation else {})}
+    out = solve(program, solver.upper() if solver else "auto", Limits(time_limit, None, verbose), settings,
+                family="cvxpy")
+    return replace(out, certificate=certify_shor(program, out))
