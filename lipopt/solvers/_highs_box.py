@@ -21,7 +21,6 @@ from ..errors import LipoptError
 from .box_lp import BoxLP
 from .highs import _highspy, _new_highs, _run
 
-
 _STATUS = {"kOptimal": "optimal", "kInfeasible": "infeasible", "kTimeLimit": "time_limit",
            "kIterationLimit": "iteration_limit", "kUnbounded": "unbounded",
            "kUnboundedOrInfeasible": "unbounded_or_infeasible", "kObjectiveBound": "objective_bound",
