@@ -370,6 +370,13 @@ class BranchAndBound:
             ups.append(-self._heap[0][0])
         return max(ups)
 
+    def offer_lower(self, value: float, point: np.ndarray | None = None) -> None:
+        """A lower bound found elsewhere (a secant between real points, a verified gradient)."""
+        if value > self.lower:
+            self.lower = float(value)
+            if point is not None:
+                self.lower_point = np.asarray(point, dtype=float).copy()
+
     def root_data(self, k: int) -> tuple[_Sub, NodeData]:
         """Subproblem ``k`` and its root's data (bounds without any LP), for exact solvers."""
         root = self._roots()[k]

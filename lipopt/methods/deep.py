@@ -18,7 +18,7 @@ from ..hierarchy.lifted import LiftedTemplate
 from ..milp import LipMilp
 from ..quantity import Quantity
 from ..reach import Chain
-from ..registry import Context, Method, Suggestion, register
+from ..registry import Context, Method, Suggestion, get_method, parse_options, register
 from ..results import BoundResult, Size, Status, Timings
 from ..solvers.highs import highs_version
 
@@ -132,6 +132,8 @@ class BabOptions:
     lp: bool = field(default=True, metadata={"help": "bound nodes by the lifted LP (else intervals only)"})
     faces: bool = field(default=True, metadata={
         "help": "global: split the homogenized box into its 2n+1 faces first (needed to converge)"})
+    lower_search: bool = field(default=True, metadata={
+        "help": "start from the lower-bound search's best secant (method lower)"})
     threads: int = field(default=1, metadata={"help": "HiGHS threads"})
 
 
@@ -162,6 +164,9 @@ class Bab(_LayerwiseMethod):
         try:
             bb = BranchAndBound(ctx.net, quantity_of(ctx), _domain(ctx), settings, ctx.budget(),
                                 ctx.progress)
+            if options.lower_search:
+                found = get_method("lower").search(ctx, parse_options("lower", {}))
+                bb.offer_lower(found.value, found.point)
             out = bb.run()
         except LipoptError as exc:
             return BoundResult.refused(self.name, None, str(exc), time.perf_counter() - t0)
