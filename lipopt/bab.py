@@ -132,6 +132,7 @@ class _Sub:
     reach_template: LiftedTemplate | None = None  # the forward part alone: a cheap emptiness test
     reach_solver: HighsBox | None = None
     scale: float = 1.0  # spectral: bounds of ‖UᵀJ‖ times 1/σ_min(U) bound ‖J‖
+    rotated: bool = False  # spectral: the copies are the rows of Uᵀ (top singular direction first)
 
 
 @dataclass
@@ -322,6 +323,7 @@ class BranchAndBound:
             return
         sub.c_lo, sub.c_hi = U.T.copy(), U.T.copy()
         sub.scale = float(np.nextafter(1.0 / (1.0 - delta), np.inf) * (1 + 2 * EPS))
+        sub.rotated = True
 
     def _solve_popped(self, node: _Node) -> bool:
         """Lazy bounding: a node bounded with its parent's LP multipliers gets its own LP when it
@@ -452,14 +454,18 @@ class BranchAndBound:
             z, dead = None, np.zeros(B, dtype=bool)
             s_lo = [np.broadcast_to(r[0], (B, len(r[0]))) for r in self.ranges]
             s_hi = [np.broadcast_to(r[1], (B, len(r[1]))) for r in self.ranges]
-        R = sub.c_lo.shape[0]
-        rep = [np.repeat(x, R, axis=0) for x in s_lo], [np.repeat(x, R, axis=0) for x in s_hi]
-        g = backward_bounds(self.chain, *rep, np.tile(sub.c_lo, (B, 1)), np.tile(sub.c_hi, (B, 1)))
-        g = [(gl.reshape(B, R, -1), gu.reshape(B, R, -1)) for gl, gu in g]
+        g = self._backward(sub, s_lo, s_hi)
         quick = self._interval_bound(sub, g[0])
         s = (np.concatenate(s_lo, axis=1), np.concatenate(s_hi, axis=1))
         gh = tuple(np.concatenate([x[k] for x in g[1:]], axis=2) for k in (0, 1))
         return z, dead, s, (*gh, *g[0]), quick
+
+    def _backward(self, sub: _Sub, s_lo, s_hi) -> list:
+        """Backward bounds ``(B, R, n_l)`` per layer for the sub's ``R`` output rows."""
+        B, R = s_lo[0].shape[0], sub.c_lo.shape[0]
+        rep = [np.repeat(x, R, axis=0) for x in s_lo], [np.repeat(x, R, axis=0) for x in s_hi]
+        g = backward_bounds(self.chain, *rep, np.tile(sub.c_lo, (B, 1)), np.tile(sub.c_hi, (B, 1)))
+        return [(gl.reshape(B, R, -1), gu.reshape(B, R, -1)) for gl, gu in g]
 
     @staticmethod
     def _forced_zero(bounds, split) -> np.ndarray:
@@ -785,6 +791,9 @@ class BranchAndBound:
             u = self.chain.absw[l] @ u
             us.append(u)
             u = u * caps[l]
-        top = np.maximum(np.abs(node.g[0]), np.abs(node.g[1])).max(axis=0)
+        top = np.maximum(np.abs(node.g[0]), np.abs(node.g[1]))
+        sub = self.subs[node.sub]
+        # rotated ℓ2 rows: the first (the top singular direction) carries the norm
+        top = top[0] if sub.rotated else top.max(axis=0)
         score = (su - sl) * top * np.concatenate(us)
         return int(idx[np.argmax(score[idx])])

@@ -132,8 +132,10 @@ class BabOptions:
     lp: bool = field(default=True, metadata={"help": "bound nodes by the lifted LP (else intervals only)"})
     faces: bool = field(default=True, metadata={
         "help": "global: split the homogenized box into its 2n+1 faces first (needed to converge)"})
-    lower_search: bool = field(default=True, metadata={
-        "help": "start from the lower-bound search's best secant (method lower)"})
+    lower_search: str = field(default="auto", metadata={
+        "help": "start from the lower-bound search's best secant (method lower); auto: for global "
+                "constants only (on a box the search's own points find it faster)",
+        "choices": ("auto", "on", "off")})
     threads: int = field(default=1, metadata={"help": "HiGHS threads"})
 
 
@@ -164,7 +166,7 @@ class Bab(_LayerwiseMethod):
         try:
             bb = BranchAndBound(ctx.net, quantity_of(ctx), _domain(ctx), settings, ctx.budget(),
                                 ctx.progress)
-            if options.lower_search:
+            if options.lower_search == "on" or (options.lower_search == "auto" and ctx.domain is None):
                 found = get_method("lower").search(ctx, parse_options("lower", {}))
                 bb.offer_lower(found.value, found.point)
             out = bb.run()
