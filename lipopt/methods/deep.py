@@ -39,15 +39,17 @@ def _piecewise_linear(ctx: Context) -> bool:
     return all(site.activation.name in PIECEWISE_LINEAR for site in ctx.net.sites)
 
 
-def _size(ctx: Context, lp: bool = True) -> Size:
-    """LP size (the largest template) and the memory estimate: LP data + batched CROWN arrays."""
+def _size(ctx: Context, lp: bool = True, batch: int = 1) -> Size:
+    """LP size (the largest template) and the memory estimate: LP data + the CROWN arrays of a
+    batch of ``batch`` nodes (the roots are bounded one at a time, the search's children in
+    batches)."""
     chain = Chain.from_network(ctx.net)
     subs = make_subproblems(quantity_of(ctx))
     reach = chain.piecewise_linear
     copies = max(s.c_lo.shape[0] for s in subs)
     est = LiftedTemplate.estimate(chain, reach, copies)
     widths = chain.widths
-    crown = BATCH * 2 * max(widths[1:]) * max(widths) * 8 * 4 * max(1, copies)
+    crown = batch * 2 * max(widths[1:]) * max(widths) * 8 * 4 * max(1, copies)
     memory = (est["bytes"] if lp else 0) + crown
     return Size(variables=est["cols"], constraints=est["rows"], nonzeros=est["nonzeros"],
                 neurons=sum(widths[1:-1]), memory_bytes=int(memory))
@@ -67,10 +69,11 @@ def _row(name: str, out: BabOutcome, t0: float, size: Size, options, certificate
 
 class _LayerwiseMethod(Method):
     supports_residual = False
+    batch: int = 1
 
     def estimate(self, ctx: Context, level, options) -> Size | None:
         try:
-            return _size(ctx, getattr(options, "lp", True))
+            return _size(ctx, getattr(options, "lp", True), self.batch)
         except LipoptError:
             return None
 
@@ -146,6 +149,7 @@ class Bab(_LayerwiseMethod):
     name = "bab"
     summary = "branch and bound on activation patterns: certified upper, verified lower, exact when closed"
     Options = BabOptions
+    batch = BATCH
 
     def applies(self, ctx: Context) -> str | None:
         why = super().applies(ctx)
@@ -172,7 +176,7 @@ class Bab(_LayerwiseMethod):
             out = bb.run()
         except LipoptError as exc:
             return BoundResult.refused(self.name, None, str(exc), time.perf_counter() - t0)
-        return _row(self.name, out, t0, _size(ctx, options.lp), options,
+        return _row(self.name, out, t0, _size(ctx, options.lp, BATCH), options,
                     "max over nodes: LP dual (float-safe) or exact Jacobian norm at fixed patterns")
 
     def suggest(self, ctx: Context) -> Suggestion | str:
