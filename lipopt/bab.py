@@ -454,17 +454,20 @@ class BranchAndBound:
             z, dead = None, np.zeros(B, dtype=bool)
             s_lo = [np.broadcast_to(r[0], (B, len(r[0]))) for r in self.ranges]
             s_hi = [np.broadcast_to(r[1], (B, len(r[1]))) for r in self.ranges]
-        g = self._backward(sub, s_lo, s_hi)
+        # below the roots an ℓ2 node's LP is the reachability part alone: only g_0 needs CROWN
+        g = self._backward(sub, s_lo, s_hi, inputs_only=sub.reach_template is not None and nodes[0].depth > 0)
         quick = self._interval_bound(sub, g[0])
         s = (np.concatenate(s_lo, axis=1), np.concatenate(s_hi, axis=1))
         gh = tuple(np.concatenate([x[k] for x in g[1:]], axis=2) for k in (0, 1))
         return z, dead, s, (*gh, *g[0]), quick
 
-    def _backward(self, sub: _Sub, s_lo, s_hi) -> list:
-        """Backward bounds ``(B, R, n_l)`` per layer for the sub's ``R`` output rows."""
+    def _backward(self, sub: _Sub, s_lo, s_hi, inputs_only: bool = False) -> list:
+        """Backward bounds ``(B, R, n_l)`` per layer for the sub's ``R`` output rows (CROWN on the
+        inputs' state only, intervals for the hidden ones, with ``inputs_only``)."""
         B, R = s_lo[0].shape[0], sub.c_lo.shape[0]
         rep = [np.repeat(x, R, axis=0) for x in s_lo], [np.repeat(x, R, axis=0) for x in s_hi]
-        g = backward_bounds(self.chain, *rep, np.tile(sub.c_lo, (B, 1)), np.tile(sub.c_hi, (B, 1)))
+        g = backward_bounds(self.chain, *rep, np.tile(sub.c_lo, (B, 1)), np.tile(sub.c_hi, (B, 1)),
+                            inputs_only=inputs_only)
         return [(gl.reshape(B, R, -1), gu.reshape(B, R, -1)) for gl, gu in g]
 
     @staticmethod

@@ -431,11 +431,13 @@ def _backward_crown_state(chain: Chain, k: int, lines, gmax, c_lo, c_hi) -> tupl
     return -upper[:, n:], upper[:, :n]
 
 
-def backward_bounds(chain: Chain, s_lo, s_hi, c_lo: np.ndarray, c_hi: np.ndarray, crown: bool = True):
+def backward_bounds(chain: Chain, s_lo, s_hi, c_lo: np.ndarray, c_hi: np.ndarray, crown: bool = True,
+                    inputs_only: bool = False):
     """Bounds on the backward states like :func:`backward_intervals`, tightened by linear
     relaxation (CROWN on the backward chain): each product ``h = s ∘ g`` is sandwiched between
     lines in g (:func:`_product_lines`) and a state is bounded through every layer above it down
-    to ``c``; intersected with the intervals. Float safety as in :func:`split_bounds`."""
+    to ``c``; intersected with the intervals. Float safety as in :func:`split_bounds`.
+    ``inputs_only``: CROWN for the state at the inputs only (the hidden ones keep intervals)."""
     out = backward_intervals(chain, s_lo, s_hi, c_lo, c_hi)
     if not crown or chain.depth < 2:
         return out
@@ -449,7 +451,7 @@ def backward_bounds(chain: Chain, s_lo, s_hi, c_lo: np.ndarray, c_hi: np.ndarray
         gl, gu = out[k + 1]
         lines[k] = _product_lines(s_lo[k], s_hi[k], gl, gu)
         gmax[k] = np.maximum(np.abs(gl), np.abs(gu))
-        if k == L - 1:
+        if k == L - 1 or (inputs_only and k > 0):
             continue  # out[L−1] = W_{L−1}ᵀ(s ∘ W_Lᵀ c): the interval is already exact per entry
         cl, cu = _backward_crown_state(chain, k, lines, gmax, c_lo, c_hi)
         out[k] = (np.maximum(out[k][0], cl), np.minimum(out[k][1], cu))
