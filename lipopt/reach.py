@@ -152,7 +152,8 @@ EXACT_FIRST_LAYER_MAX = 20_000  # B·n_1·(n_0 + 1) terms summed exactly below t
 
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``a·b = p + e`` exactly (Dekker/Veltkamp splitting; no overflow or underflow assumed)."""
+    """``a·b = p + e`` exactly (Dekker/Veltkamp splitting); valid without overflow or underflow,
+    which the caller rules out (magnitudes below 1e150, non-zero factors above 1e-120)."""
     p = a * b
     split = 134217729.0  # 2^27 + 1
     ca, cb = split * a, split * b
@@ -198,7 +199,11 @@ def _first_layer(chain: Chain, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarr
     slack = _gamma(chain.widths[0]) * mag * 2
     zl, zu = c - r - slack, c + r + slack
     near = np.nonzero((np.abs(zl) <= 2 * slack) | (np.abs(zu) <= 2 * slack))
-    if near[0].size and near[0].size * (w.shape[1] + 1) <= EXACT_FIRST_LAYER_MAX:
+    ends = np.abs(np.concatenate([lo, hi], axis=1))
+    w_abs = chain.absw[0].data if sp.issparse(chain.absw[0]) else chain.absw[0]
+    tame = bool(np.all(mag < 1e150) and np.all((w_abs == 0) | (w_abs > 1e-120))
+                and np.all((ends == 0) | (ends > 1e-120)))
+    if near[0].size and tame and near[0].size * (w.shape[1] + 1) <= EXACT_FIRST_LAYER_MAX:
         zl[near], zu[near] = _first_layer_exact(chain, lo, hi, near)
     return zl, zu
 
