@@ -52,11 +52,9 @@ class MilpOutcome:
 
 def _extend(lp: BoxLP, l: np.ndarray, u: np.ndarray, rows: sp.csr_matrix, rl, ru, c_new) -> BoxLP:
     """``lp`` with new columns (bounds ``l, u``, objective ``c_new``) and new rows over all columns."""
-    n_old = lp.cols
-    A_old = sp.hstack([lp.A, sp.csr_matrix((lp.rows, len(l)))])
-    A = sp.vstack([A_old, rows]).tocsr()
-    return BoxLP(np.r_[lp.c, c_new], A, np.r_[lp.rl, rl], np.r_[lp.ru, ru],
-                 np.r_[lp.l, l], np.r_[lp.u, u], lp.c0) if A.shape[1] == n_old + len(l) else None
+    A = sp.vstack([sp.hstack([lp.A, sp.csr_matrix((lp.rows, len(l)))]), rows]).tocsr()
+    return BoxLP(np.r_[lp.c, c_new], A, np.r_[lp.rl, rl], np.r_[lp.ru, ru], np.r_[lp.l, l],
+                 np.r_[lp.u, u], lp.c0)
 
 
 def _rows(n_cols: int, entries: list[tuple[int, int, float]], n_rows: int) -> sp.csr_matrix:
