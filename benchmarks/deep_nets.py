@@ -73,10 +73,10 @@ def run_method(name: str, ctx: Context, options: dict | None = None, level=None)
     if why:
         return {"method": name, "value": None, "note": why, "status": "refused"}
     opts = parse_options(method.group(), options or {})
-    if level is None and method.hierarchy is not None:
-        level = method.levels(ctx, None)[0]
     t0, c0 = time.perf_counter(), time.process_time()
     try:
+        if level is None and method.hierarchy is not None:
+            level = method.levels(ctx, None)[0]
         if method.kind == "lower":
             lb = method.search(ctx, opts)
             row = {"value": lb.value, "certified": None, "status": "done", "lower": None, "size": {}}
