@@ -640,7 +640,23 @@ class BranchAndBound:
         if sub.template is not None and not self._lp_bound(sub, node):
             self.infeasible += 1
             return
+        if self._exactly_flat(node):
+            self.infeasible += 1
+            return
         self.stuck.append(node)
+
+    def _exactly_flat(self, node: _Node) -> bool:
+        """Exact-arithmetic proof that the leaf's region has no interior (and, globally, no point
+        with ``τ > 0``): :mod:`lipopt.exact_region`. For the few leaves floats cannot settle."""
+        from .exact_region import exact_affine_maps, no_interior
+
+        chain = self.chain
+        kinked = [np.full(w.shape[0], chain.has_kink(l)) for l, w in enumerate(chain.weights[:-1])]
+        rows = exact_affine_maps(chain.weights, chain.biases, self._layers(node.s[0]), kinked)
+        if rows is None:
+            return False
+        signs = np.where(node.s[0][self.kinked] == 1.0, 1, -1)
+        return no_interior(rows, signs, node.lo, node.hi, self.domain is None)
 
     def _candidate(self, tmpl: LiftedTemplate, x: np.ndarray | None) -> None:
         if x is None or not self.reach:

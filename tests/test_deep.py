@@ -80,15 +80,18 @@ def test_bab_global_is_sound_and_usually_exact(sizes, seed, norm):
     exact = _exact(net, norm, None, False, c)
     out = _bab(net, norm, None, False, c)
     _assert_sound(out, exact)
-    # degenerate leaf regions (no interior, not provably empty) may keep a gap open: then the
-    # status says so and the note counts them
-    assert out.status == Status.OPTIMAL or (out.status == Status.INACCURATE and "leaf" in out.note)
+    # leaf regions without interior (e.g. only at τ = 0, at infinity) are discarded by an exact
+    # rational proof; one that neither verifies nor proves would keep the gap open, and say so
+    assert out.status == Status.OPTIMAL, out.note
 
 
-def test_bab_global_closes_on_a_known_case():
-    net = random_net([3, 5, 5, 5, 1], seed=0)
-    exact = exact_lipschitz(net, [1.0], "inf", None, max_neurons=16)
-    out = _bab(net, "inf", None, False, [1.0])
+@pytest.mark.parametrize("sizes,seed,norm", [([3, 5, 5, 5, 1], 0, "inf"), ([2, 4, 4, 4, 4, 1], 5, "2"),
+                                             ([4, 5, 5, 1], 3, "1")])
+def test_bab_global_closes(sizes, seed, norm):
+    """Cases with leaf regions only at τ = 0 (points at infinity) or in a hyperplane."""
+    net = random_net(sizes, seed=seed)
+    exact = exact_lipschitz(net, [1.0], norm, None, max_neurons=16)
+    out = _bab(net, norm, None, False, [1.0])
     assert out.status == Status.OPTIMAL
     _assert_sound(out, exact)
 
@@ -295,3 +298,22 @@ def test_lipbab_networks_exact(external):
             assert out.status == Status.OPTIMAL
             assert out.lower <= out.upper <= out.lower * (1 + 2e-6)
             assert out.upper == pytest.approx(value, abs=6e-6)
+
+
+def test_exact_no_interior_proofs():
+    from fractions import Fraction as F
+
+    from lipopt.exact_region import no_interior
+
+    lo, hi = np.array([-1.0, -1.0, 1.0]), np.array([1.0, 1.0, 1.0])  # (x1, x2, τ = 1)
+    # x1 ≥ 0 and −x1 ≥ 0: the segment x1 = 0 has no interior
+    assert no_interior([[F(1), F(0), F(0)], [F(-1), F(0), F(0)]], np.array([1, 1]), lo, hi, False)
+    # x1 ≥ 0 and x1 + x2 ≥ 0: a full quadrant
+    assert not no_interior([[F(1), F(0), F(0)], [F(1), F(1), F(0)]], np.array([1, 1]), lo, hi, False)
+    # x1 − 1/3 ≥ 0 and 1/3 − x1 ≥ 0 with an inexact float constant: exact rationals still decide
+    third = F(1, 3)
+    assert no_interior([[F(1), F(0), -third], [F(-1), F(0), third]], np.array([1, 1]), lo, hi, False)
+    # homogenized face x1 = 1, τ ∈ [0, 1]: z = τ·(−1) + 0·x2 ≥ 0 forces τ = 0 (no real point)
+    face_lo, face_hi = np.array([1.0, -1.0, 0.0]), np.array([1.0, 1.0, 1.0])
+    assert no_interior([[F(0), F(0), F(-1)]], np.array([1]), face_lo, face_hi, True)
+    assert not no_interior([[F(0), F(0), F(1)]], np.array([1]), face_lo, face_hi, True)
