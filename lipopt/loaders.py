@@ -337,6 +337,42 @@ def from_npz(path: PathLike, *, name: str | None = None) -> Network:
 
 
 def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) -> Network:
+    weights, biases, residual_parts = _layer_arrays(arrays, src)
+    n_layers = max(set(weights) | set(residual_parts)) + 1
+    missing = [f"W{i}" for i in range(n_layers) if i not in weights and i not in residual_parts]
+    if missing:
+        raise LipoptError(f"{src}: missing {', '.join(missing)} (layer keys must run W0 … W{n_layers - 1})")
+    orphans = sorted(i for i in biases if i not in weights)
+    if orphans:
+        raise LipoptError(f"{src}: b{orphans[0]} has no matching W{orphans[0]}")
+    acts = _parse_activations(arrays, n_layers - 1, src)
+    layers: list = []
+    previous: Matrix | None = None
+    for i in range(n_layers):
+        act = acts[i] if i < n_layers - 1 else IDENTITY
+        if i in residual_parts:  # its shapes are checked by Network
+            try:
+                layers.append(Residual.from_arrays(residual_parts[i], act, f"residual layer {i}"))
+            except LipoptError as err:
+                raise LipoptError(f"{src}: {err}") from None
+            previous = None
+            continue
+        w, b = _checked_dense(i, weights[i], biases.get(i), previous, n_layers, src)
+        layers.append(Dense(w, b, act))
+        previous = w
+    x0 = None
+    if "x0" in arrays:
+        x0 = _real_array(arrays["x0"], "x0", src).ravel()
+        if not np.all(np.isfinite(x0)):
+            raise LipoptError(f"{src}: x0 contains NaN or inf values")
+    return _make_network(layers, name, x0, src)
+
+
+def _layer_arrays(
+    arrays: Mapping[str, np.ndarray], src: str
+) -> tuple[dict[int, Matrix], dict[int, np.ndarray], dict[int, dict[str, np.ndarray]]]:
+    """Weights (dense ``W{i}`` or sparse ``W{i}_*``), biases ``b{i}`` and residual ``R{i}_*`` parts
+    by layer index."""
     weights: dict[int, Matrix] = {}
     biases: dict[int, np.ndarray] = {}
     sparse_parts: dict[int, dict[str, np.ndarray]] = {}
@@ -351,9 +387,8 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
             continue  # activation, alpha, x0 and unknown metadata keys
         kind, idx, part = m.group(1), int(m.group(2)), m.group(3)
         if kind == "b":
-            if part is not None:
-                continue
-            biases[idx] = _real_array(value, key, src)
+            if part is None:
+                biases[idx] = _real_array(value, key, src)
         elif part is None:
             weights[idx] = _real_array(value, key, src)
         else:
@@ -367,64 +402,35 @@ def _network_from_arrays(arrays: Mapping[str, np.ndarray], src: str, name: str) 
     both = sorted(set(weights) & set(residual_parts))
     if both:
         raise LipoptError(f"{src}: layer {both[0]} has both W{both[0]} and residual R{both[0]}_* arrays")
-    n_layers = max(set(weights) | set(residual_parts)) + 1
-    missing = [f"W{i}" for i in range(n_layers) if i not in weights and i not in residual_parts]
-    if missing:
-        raise LipoptError(f"{src}: missing {', '.join(missing)} (layer keys must run W0 … W{n_layers - 1})")
-    orphans = sorted(i for i in biases if i not in weights)
-    if orphans:
-        raise LipoptError(f"{src}: b{orphans[0]} has no matching W{orphans[0]}")
+    return weights, biases, residual_parts
 
-    layers_w: list[Matrix | None] = []
-    layers_b: list[np.ndarray | None] = []
-    for i in range(n_layers):
-        if i in residual_parts:  # built below; its shapes are checked by Network
-            layers_w.append(None)
-            layers_b.append(None)
-            continue
-        w = weights[i]
-        if w.ndim != 2:
-            raise LipoptError(f"{src}: W{i} must be a 2-D matrix, got shape {w.shape}")
-        why = _empty_layer_problem(w.shape, i == 0, i == n_layers - 1)
-        if why is not None:
-            raise LipoptError(f"{src}: W{i} has shape {tuple(w.shape)}: {why}")
-        if not np.all(np.isfinite(w.data if sp.issparse(w) else w)):
-            raise LipoptError(f"{src}: W{i} contains NaN or inf values")
-        b = biases.get(i)
-        if b is None:
-            b = np.zeros(w.shape[0])
-        elif b.size != w.shape[0] or (b.ndim > 1 and max(b.shape) != b.size):
-            raise LipoptError(
-                f"{src}: b{i} has shape {b.shape} but W{i} has {w.shape[0]} outputs (shape mismatch)"
-            )
-        b = b.reshape(-1)
-        if not np.all(np.isfinite(b)):
-            raise LipoptError(f"{src}: b{i} contains NaN or inf values")
-        if i > 0 and layers_w[-1] is not None and layers_w[-1].shape[0] != w.shape[1]:
-            raise LipoptError(
-                f"{src}: W{i} has {w.shape[1]} columns but W{i - 1} has "
-                f"{layers_w[-1].shape[0]} rows (shape mismatch)"
-            )
-        layers_w.append(w)
-        layers_b.append(b)
 
-    acts = _parse_activations(arrays, n_layers - 1, src)
-    layers = []
-    for i, (w, b) in enumerate(zip(layers_w, layers_b, strict=True)):
-        act = acts[i] if i < n_layers - 1 else IDENTITY
-        if w is not None:
-            layers.append(Dense(w, b, act))
-            continue
-        try:
-            layers.append(Residual.from_arrays(residual_parts[i], act, f"residual layer {i}"))
-        except LipoptError as err:
-            raise LipoptError(f"{src}: {err}") from None
-    x0 = None
-    if "x0" in arrays:
-        x0 = _real_array(arrays["x0"], "x0", src).ravel()
-        if not np.all(np.isfinite(x0)):
-            raise LipoptError(f"{src}: x0 contains NaN or inf values")
-    return _make_network(layers, name, x0, src)
+def _checked_dense(
+    i: int, w: Matrix, b: np.ndarray | None, previous: Matrix | None, n_layers: int, src: str
+) -> tuple[Matrix, np.ndarray]:
+    """Layer ``i``'s weight and bias (zeros when missing), checked: 2-D, non-empty, finite, shapes
+    that chain with the previous dense layer."""
+    if w.ndim != 2:
+        raise LipoptError(f"{src}: W{i} must be a 2-D matrix, got shape {w.shape}")
+    why = _empty_layer_problem(w.shape, i == 0, i == n_layers - 1)
+    if why is not None:
+        raise LipoptError(f"{src}: W{i} has shape {tuple(w.shape)}: {why}")
+    if not np.all(np.isfinite(w.data if sp.issparse(w) else w)):
+        raise LipoptError(f"{src}: W{i} contains NaN or inf values")
+    if b is None:
+        b = np.zeros(w.shape[0])
+    elif b.size != w.shape[0] or (b.ndim > 1 and max(b.shape) != b.size):
+        raise LipoptError(
+            f"{src}: b{i} has shape {b.shape} but W{i} has {w.shape[0]} outputs (shape mismatch)"
+        )
+    b = b.reshape(-1)
+    if not np.all(np.isfinite(b)):
+        raise LipoptError(f"{src}: b{i} contains NaN or inf values")
+    if previous is not None and previous.shape[0] != w.shape[1]:
+        raise LipoptError(
+            f"{src}: W{i} has {w.shape[1]} columns but W{i - 1} has {previous.shape[0]} rows (shape mismatch)"
+        )
+    return w, b
 
 
 def _first_line(err: BaseException) -> str:

@@ -466,6 +466,33 @@ def _support_edges(polynomial: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([i, j]), np.concatenate([j, i])
 
 
+def _pattern_panel(ax: Any, chordal: Any, n_vars: int, polynomial: Any) -> None:
+    """The variables × variables pattern of the chordal extension (COO ``chordal``); with the
+    POP's ``polynomial``, its sparsity-graph edges dark and the fill-in light."""
+    ms = max(0.3, min(5.0, 260.0 / max(n_vars, 1)))
+    diag = np.arange(n_vars)
+    ax.plot(diag, diag, linestyle="none", marker="s", ms=ms, color="0.6")
+    if polynomial is not None:
+        ei, ej = _support_edges(polynomial)
+        ax.plot(chordal.col, chordal.row, linestyle="none", marker="s", ms=ms,
+                color="tab:orange", alpha=0.55, label="fill-in (chordal extension)")
+        ax.plot(ej, ei, linestyle="none", marker="s", ms=ms, color="tab:blue",
+                label="sparsity graph edges")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False,
+                  markerscale=max(1.0, 4.0 / ms))
+        what = "sparsity graph and chordal fill"
+    else:
+        ax.plot(chordal.col, chordal.row, linestyle="none", marker="s", ms=ms, color="tab:blue")
+        what = "chordal extension"
+    ax.set_xlim(-0.5, n_vars - 0.5)
+    ax.set_ylim(n_vars - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xlabel("variable")
+    ax.set_ylabel("variable")
+    ax.grid(False)
+    ax.set_title(f"{what}: {n_vars} variables")
+
+
 def plot_cliques(clique_structure: Any, path: str | os.PathLike, *, polynomial: Any = None,
                  title: str | None = None) -> Path:
     """Picture of a clique structure: sparsity pattern with its chordal fill, and clique sizes.
@@ -506,33 +533,10 @@ def plot_cliques(clique_structure: Any, path: str | os.PathLike, *, polynomial: 
     chordal = (member.T @ member).tocsr()
     chordal.setdiag(0)
     chordal.eliminate_zeros()
-    chordal = chordal.tocoo()
     with plt.rc_context(RC):
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10.5, 4.6),
                                        gridspec_kw={"width_ratios": [1, 1.25]})
-        ms = max(0.3, min(5.0, 260.0 / max(n_vars, 1)))
-        diag = np.arange(n_vars)
-        ax0.plot(diag, diag, linestyle="none", marker="s", ms=ms, color="0.6")
-        if polynomial is not None:
-            ei, ej = _support_edges(polynomial)
-            ax0.plot(chordal.col, chordal.row, linestyle="none", marker="s", ms=ms,
-                     color="tab:orange", alpha=0.55, label="fill-in (chordal extension)")
-            ax0.plot(ej, ei, linestyle="none", marker="s", ms=ms, color="tab:blue",
-                     label="sparsity graph edges")
-            ax0.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False,
-                       markerscale=max(1.0, 4.0 / ms))
-            what = "sparsity graph and chordal fill"
-        else:
-            ax0.plot(chordal.col, chordal.row, linestyle="none", marker="s", ms=ms,
-                     color="tab:blue")
-            what = "chordal extension"
-        ax0.set_xlim(-0.5, n_vars - 0.5)
-        ax0.set_ylim(n_vars - 0.5, -0.5)
-        ax0.set_aspect("equal")
-        ax0.set_xlabel("variable")
-        ax0.set_ylabel("variable")
-        ax0.grid(False)
-        ax0.set_title(f"{what}: {n_vars} variables")
+        _pattern_panel(ax0, chordal.tocoo(), n_vars, polynomial)
         cmap = plt.get_cmap("viridis")
         span = max(1, sizes.max() - sizes.min())
         ax1.bar(np.arange(len(cliques)), sizes,

@@ -1,11 +1,8 @@
-"""Bridge from the registry to the pre-registry LipSDP pipeline (``lipsdp``), until it gets its
-own method module."""
+"""Conversion of the pre-registry result rows (:func:`lipopt.bounds._lipsdp_bound`, used by the
+``conic`` route of :mod:`lipopt.methods.lipsdp`) to :class:`~lipopt.results.BoundResult`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Size, Status, Timings
 
 _SIZE_KEYS = {
@@ -45,49 +42,3 @@ def _convert(old, level: int | None) -> BoundResult:
         old.solver_value,
         old.note,
     )
-
-
-@dataclass(frozen=True)
-class LipSDPOptions:
-    per_target: bool | None = field(
-        default=None, metadata={"help": "fold one target into the last layer (default: when there is one)"}
-    )
-    solver: str | None = field(
-        default=None, metadata={"help": "conic solver (default MOSEK if licensed, else CVXOPT)"}
-    )
-    reduce_input: bool = field(default=True, metadata={"help": "exact input-space reduction"})
-    solver_options: dict | None = field(
-        default=None, metadata={"help": "keyword arguments of the conic solver"}
-    )
-
-
-@register
-class LipSDP(Method):
-    name = "lipsdp"
-    summary = "LipSDP-Neuron (ℓ2; vector output, or one folded target), certified by an LMI check"
-    Options = LipSDPOptions
-    norms = ("2",)
-    supports_local = False
-    supports_residual = False
-
-    interruptible = False  # CVXOPT's interior point cannot be stopped from outside
-
-    def suggest(self, ctx: Context) -> Suggestion | str:
-        neurons = sum(ctx.net.hidden_sizes)
-        if neurons > 2000:
-            return f"{neurons} neurons: the interior-point LMI is too large"
-        return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons)")
-
-    def run(self, ctx: Context, level: int | None, options: LipSDPOptions) -> BoundResult:
-        from ..bounds import _lipsdp_bound
-
-        kw = {k: v for k, v in asdict(options).items() if v is not None or k == "per_target"}
-        kw.update(kw.pop("solver_options", None) or {})
-        opts = {"lipsdp": kw}
-        old = _lipsdp_bound(ctx.net, ctx.norm, ctx.target, ctx.domain, opts)
-        row = _convert(old, None)
-        if old.size.get("per_target"):
-            return row.with_note("LipSDP of the scalar network cᵀN (the target folded into the last layer)")
-        if ctx.target.is_network:
-            return row  # the network's ℓ2 constant itself
-        return row.with_note("LipSDP's vector-output constant times ‖c‖₂")
