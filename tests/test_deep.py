@@ -317,3 +317,13 @@ def test_exact_no_interior_proofs():
     face_lo, face_hi = np.array([1.0, -1.0, 0.0]), np.array([1.0, 1.0, 1.0])
     assert no_interior([[F(0), F(0), F(-1)]], np.array([1]), face_lo, face_hi, True)
     assert not no_interior([[F(0), F(0), F(1)]], np.array([1]), face_lo, face_hi, True)
+
+
+def test_lifted_faces_tighten_the_global_bound():
+    net = random_net([3, 5, 5, 2], seed=6)
+    exact = exact_lipschitz(net, None, "inf", None, max_neurons=16)
+    ctx = Context(net, "inf", make_target(net), None)
+    whole = get_method("lifted").run(ctx, None, parse_options("lifted", {}))
+    faces = get_method("lifted").run(ctx, None, parse_options("lifted", {"faces": True}))
+    assert faces.status == Status.OPTIMAL and whole.status == Status.OPTIMAL
+    assert exact * (1 - REL) <= faces.value <= whole.value * (1 + REL)

@@ -106,8 +106,11 @@ class Lifted(_LayerwiseMethod):
         why = self._refusal(ctx, options)
         if why:
             return BoundResult.refused(self.name, None, why)
-        settings = BabSettings(node_limit=0 if not options.faces else 1 + 2 * ctx.net.input_dim,
-                               faces=options.faces, threads=options.threads, seed=ctx.seed)
+        # faces: the roots and their 2n + 1 faces, no further branching
+        n_subs = len(make_subproblems(quantity_of(ctx)))
+        faces = options.faces and ctx.domain is None and _piecewise_linear(ctx)
+        settings = BabSettings(node_limit=n_subs * (2 * ctx.net.input_dim + 2) if faces else 0,
+                               faces=faces, threads=options.threads, seed=ctx.seed)
         try:
             bb = BranchAndBound(ctx.net, quantity_of(ctx), _domain(ctx), settings, ctx.budget(),
                                 ctx.progress, ranges=ctx.ranges)
