@@ -3,7 +3,8 @@
 One module per family; the import order below is the order methods are listed in (``--help``,
 tables, plots): closed-form baselines first, then relaxations, then the lower-bound search.
 :mod:`.baselines` (norm products), :mod:`.pop` (``lp``, ``sdp``, ``sdp+lp``), :mod:`.ball`
-(``sdp-ball``), :mod:`.exact` (``exact-pop``), :mod:`._legacy` (``lipsdp``, bridged), :mod:`.lower`.
+(``sdp-ball``), :mod:`.exact` (``exact-pop``), :mod:`.lipsdp` (``lipsdp``), :mod:`.deep`
+(``lifted``, ``bab``, ``milp``: layer-wise methods for deep networks), :mod:`.lower`.
 """
 # isort: skip_file
 
@@ -13,4 +14,5 @@ from . import ball  # noqa: F401
 from . import exact  # noqa: F401
 from . import _legacy  # noqa: F401
 from . import lipsdp  # noqa: F401
+from . import deep  # noqa: F401
 from . import lower  # noqa: F401
