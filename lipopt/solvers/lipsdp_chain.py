@@ -451,6 +451,8 @@ def solve_lmi(
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             return _solve_lmi(data, rtol=rtol, time_limit=time_limit, max_iter=max_iter, start=start)
+    except LipoptError:
+        raise
     except (ValueError, np.linalg.LinAlgError) as exc:
         raise LipoptError(
             f"LipSDP solver: numerical breakdown ({exc}); the weights are too large or too ill-conditioned"
