@@ -354,3 +354,139 @@ def test_lipsdp_on_extreme_weight_scales_and_deep_chains(scale, act):
                     assert_above(rows, ref, "vertex / sampled Jacobian norm")
                 if pl:
                     assert_above(rows, exact[norm], f"exact ℓ{norm} constant")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The Fourier route for convolution chains
+# ---------------------------------------------------------------------------------------------
+def _exact_fourier_block(kernel: np.ndarray, padding: int, freq, T: int, f: float):
+    """``K̂(ω)/f`` with exact phases ``e^{2πi q/T}`` (mpmath), from the exact taps."""
+    mp.mp.dps = 50
+    M = mp.zeros(kernel.shape[0], kernel.shape[1])
+    for o, c, a, b in itertools.product(*(range(x) for x in kernel.shape)):
+        q = int(freq[0]) * (a - padding) + int(freq[1]) * (b - padding)
+        M[o, c] += mp.mpf(float(kernel[o, c, a, b] / f)) * mp.expjpi(2 * mp.mpf(q) / T)
+    return M
+
+
+def test_fourier_route_certifies_the_exact_blocks_and_stays_above_the_unrolled_lmi(monkeypatch):
+    """Every frequency block certified by the conv route is PSD when rebuilt with exact phases,
+    and the value is above the per-neuron LMI of the unrolled chain (the torus with
+    per-channel multipliers is a restriction of it) and every pattern's ‖J(s)‖₂."""
+    import lipopt.lipsdp_conv as conv_module
+    from lipopt.conv import conv2d_matrix
+    from lipopt.lipsdp_conv import conv_chain_specs, lipsdp_conv_bound
+
+    seen = []
+
+    def spy(weights, alpha, beta, t, rho, **kw):
+        out = certify_chain(weights, alpha, beta, t, rho, **kw)
+        seen.append((alpha, beta, t, out))
+        return out
+
+    monkeypatch.setattr(conv_module, "certify_chain", spy)
+    rng = np.random.default_rng(3)
+    for H, channels, ks in [(3, [1, 2, 2, 1], [3, 1, 3]), (4, [2, 1, 2], [3, 3])]:
+        pairs = zip(channels[:-1], channels[1:], ks, strict=True)
+        kernels = [rng.standard_normal((co, ci, k, k)) for ci, co, k in pairs]
+        Ws = [conv2d_matrix(K, (K.shape[1], H, H), 1, (K.shape[2] - 1) // 2)[0] for K in kernels]
+        specs = conv_chain_specs(Ws)
+        assert specs is not None
+        seen.clear()
+        cert = lipsdp_conv_bound(Ws)
+        assert cert.certified
+        T = H + max(s.padding for s in specs)
+        freqs = conv_module._frequencies(T)
+        assert len(seen) == len(freqs)
+        for (alpha, beta, t, out), freq in zip(seen, freqs, strict=True):
+            blocks = []
+            for s in specs:
+                kh, _ = conv_module._fourier(s.kernel, s.padding, freqs, T)
+                norm = max(float(np.max(np.linalg.norm(kh, ord=2, axis=(1, 2)))), 1e-300)
+                f = 2.0 ** round(math.log2(norm))
+                blocks.append(_exact_fourier_block(s.kernel, s.padding, freq, T, f))
+            assert out.certified and lmi_matrix_is_psd(blocks, alpha, beta, t, out.rho), freq
+        net = Network.from_weights(Ws)
+        unrolled = lipsdp_bound(Ws)
+        assert cert.value >= unrolled.value * (1 - 1e-6)
+        assert cert.value >= sampled_pattern_max(net, None, n=200)
+
+
+
+CONV_ATTACKS = [  # (kernel shape, input shape, stride, padding, dilation, groups)
+    ((2, 2, 3, 3), (2, 4, 4), 2, 1, 1, 1),  # stride 2
+    ((2, 1, 3, 3), (2, 4, 4), 1, 1, 1, 2),  # groups (a full conv with zero taps)
+    ((1, 1, 3, 3), (1, 5, 5), 1, 2, 2, 1),  # dilation 2 ("same")
+    ((1, 1, 2, 2), (1, 4, 4), 1, "same", 1, 1),  # even kernel, asymmetric "same"
+    ((1, 1, 3, 3), (1, 4, 4), 1, 0, 1, 1),  # valid: the map shrinks
+    ((1, 1, 3, 3), (1, 4, 4), 1, ((1, 0), (0, 1)), 1, 1),  # asymmetric padding
+    ((1, 1, 3, 3), (1, 4, 4), 1, 2, 1, 1),  # over-padding: the map grows
+    ((1, 1, 3, 3), (1, 3, 5), 1, 1, 1, 1),  # non-square maps
+    ((1, 1, 3, 1), (1, 4, 4), 1, (1, 0), 1, 1),  # non-square kernel
+    ((4, 1, 2, 2), (1, 4, 4), 2, 0, 1, 1),  # space-to-depth: a polyphase stride-1 conv
+]
+
+
+@pytest.mark.parametrize("case", range(len(CONV_ATTACKS)))
+def test_fourier_route_only_takes_convolutions_it_rebuilt_exactly(case, monkeypatch):
+    """Convolutions the route must refuse or rebuild exactly, as the last layer after a 3×3 conv:
+    when the kernel is recovered the rebuilt matrix is the layer itself, and the Fourier value
+    through the registered method is above every pattern's ‖J(s)‖₂ and the unrolled LMI."""
+    import lipopt.methods.lipsdp as method_module
+    from lipopt.conv import conv2d_matrix
+    from lipopt.lipsdp_conv import conv_chain_specs, recover_conv
+
+    shape, inp, stride, padding, dilation, groups = CONV_ATTACKS[case]
+    rng = np.random.default_rng(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w, _ = conv2d_matrix(rng.standard_normal(shape), inp, stride, padding, dilation, groups)
+    spec = recover_conv(w)
+    if spec is not None:
+        rebuilt, _ = conv2d_matrix(spec.kernel, (w.shape[1] // (spec.height * spec.width), spec.height,
+                                                 spec.width), 1, spec.padding)
+        assert (rebuilt != w).nnz == 0
+    first, _ = conv2d_matrix(rng.standard_normal((inp[0], inp[0], 3, 3)), inp, 1, 1)
+    net = Network.from_weights([first, w])
+    monkeypatch.setattr(method_module, "FOURIER_ORDER", 0)
+    (row,) = bound_chain(net, "2", ["lipsdp"]).bounds
+    fourier = conv_chain_specs([first, w]) is not None
+    assert ("Fourier" in (row.certificate or "")) == fourier
+    assert row.certified
+    assert row.value >= sampled_pattern_max(net, None, n=200)
+    assert row.value >= lipsdp_bound([first, w]).value * (1 - 1e-6)
+    if case in (0, 4, 6, 7):  # the map changes size or is not square: never the Fourier route
+        assert not fourier
+
+
+def test_fourier_route_gating_and_exact_constant(monkeypatch):
+    """Through the registered method (Fourier forced for any size): a 9-neuron conv chain's
+    network constant is above the exact ℓ2 constant, globally and on boxes; leaky ReLU, a box
+    with stable neurons or a scalar target take the unrolled LMI (the Fourier route is for
+    [0, 1] slopes and the vector output only; a box where every neuron is unstable may use it,
+    a global bound being valid locally)."""
+    import lipopt.methods.lipsdp as method_module
+    from lipopt.conv import conv2d_matrix
+
+    monkeypatch.setattr(method_module, "FOURIER_ORDER", 0)
+    rng = np.random.default_rng(11)
+    k1, k2 = rng.standard_normal((1, 1, 3, 3)), rng.standard_normal((1, 1, 3, 3))
+    ws = [conv2d_matrix(k, (1, 3, 3), 1, 1)[0] for k in (k1, k2)]
+    bs = [0.3 * rng.standard_normal(9), np.zeros(9)]
+    for act, target, domain, fourier in [
+        ("relu", None, None, True),
+        ("leaky_relu", None, None, False),
+        ("relu", None, (-0.5, 0.5), True),
+        ("relu", None, (0.2, 0.3), False),
+        ("relu", "output", None, False),
+    ]:
+        net = Network.from_weights(ws, bs, activation=act)
+        tgt = make_target(net) if target is None else make_target(net, output=4)
+        dom = None if domain is None else make_domain(net, box=domain)
+        if dom is not None:
+            relu_like = all(np.all(lo == 0) and np.all(hi == 1) for lo, hi in derivative_ranges(net, dom))
+            assert relu_like == fourier
+        (row,) = bound_chain(net, "2", ["lipsdp"], target=tgt, domain=dom).bounds
+        assert row.certified and ("Fourier" in row.certificate) == fourier, (act, target, domain)
+        assert_above([row], exact_constant(net, tgt, "2", dom), "exact ℓ2 constant")
