@@ -114,8 +114,7 @@ class Activation:
         cases); the computed values are rounded outward and clipped to ``derivative_bounds``.
         Infinite endpoints (global bounds) are allowed.
         """
-        lo = np.asarray(lo, dtype=float)
-        hi = np.asarray(hi, dtype=float)
+        lo, hi = unbounded_if_nan(np.asarray(lo, dtype=float), np.asarray(hi, dtype=float))
         if self.derivative_shape == "constant":
             d = self.derivative(np.zeros_like(lo))
             return d, d.copy()
@@ -141,8 +140,7 @@ class Activation:
         """Interval ``⊇ {σ(z) : lo ≤ z ≤ hi}``, rounded outward (exact for piecewise-linear σ
         with exact values): ``[σ(lo), σ(hi)]`` for monotone σ; ``[σ(clip(z*, lo, hi)),
         max(σ(lo), σ(hi))]`` for σ with a single minimum at ``z* = value_argmin``."""
-        lo = np.asarray(lo, dtype=float)
-        hi = np.asarray(hi, dtype=float)
+        lo, hi = unbounded_if_nan(np.asarray(lo, dtype=float), np.asarray(hi, dtype=float))
         with np.errstate(invalid="ignore", over="ignore"):
             if self.monotone:
                 vlo, vhi = self(lo), self(hi)
@@ -219,6 +217,12 @@ class Activation:
             return self.derivative(z)
         left, right = self.step_slopes
         return left + (right - left) * 0.5 * (1 + np.tanh(0.5 * beta * (np.asarray(z) - self.kink)))
+
+
+def unbounded_if_nan(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An interval end that is NaN carries no information (``∞ − ∞`` or ``0·∞`` after an
+    overflow, e.g. the centre of ``[−∞, ∞]``): it becomes ``−∞`` / ``+∞``, never a number."""
+    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +518,7 @@ class GELU(Activation):
         z = np.asarray(z, dtype=float)
         finite = np.where(np.isfinite(z), z, 0.0)
         d = ndtr(finite) + finite * np.exp(-0.5 * finite * finite) / _SQRT_2PI
-        return np.where(np.isfinite(z), d, np.where(z > 0, 1.0, 0.0))
+        return np.where(np.isinf(z), np.where(z > 0, 1.0, 0.0), np.where(np.isnan(z), np.nan, d))
 
 
 @register_activation
@@ -541,7 +545,7 @@ class SiLU(Activation):
         z = np.asarray(z, dtype=float)
         finite = np.where(np.isfinite(z), z, 0.0)
         d = sigmoid(finite) * (1.0 + finite * sigmoid(-finite))
-        return np.where(np.isfinite(z), d, np.where(z > 0, 1.0, 0.0))
+        return np.where(np.isinf(z), np.where(z > 0, 1.0, 0.0), np.where(np.isnan(z), np.nan, d))
 
 
 IDENTITY = Activation("identity")

@@ -80,7 +80,10 @@ def certify_lp(
     ca0 = c * np.asarray(relax.a0, dtype=float)
     ca0 = ca0[ca0 != 0.0].tolist()
     pos = res[res > 0.0].tolist()
-    value = math.fsum([relax.c0] + ca0 + pos)
+    try:
+        value = math.fsum([relax.c0] + ca0 + pos)
+    except OverflowError:  # a partial sum beyond the float range: no finite bound
+        return Certificate.none(LP_DUAL, solver_value, "the bound overflowed")
     # all terms below are ≥ 0: any summation has relative error ≤ γ_n, covered by the factor 2
     mass = abs(relax.c0) + float(np.abs(ca0).sum()) + float(np.abs(p).sum()) + float(abs_at_c.sum())
     margin = (max_col + max_row + 4) * EPS * mass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import unbounded_if_nan
 from .floats import EPS
 from .network import Network
 
@@ -39,7 +40,8 @@ def crown_bounds(net: Network, lo: np.ndarray, hi: np.ndarray) -> list[tuple[np.
             return out + ibp[len(out) :]
         zl, zu = _backward_bound(net, l, relax, mid, rad, scale_x)
         il, iu = ibp[l]
-        zl, zu = np.maximum(zl, il), np.minimum(zu, iu)
+        # fmax/fmin: a NaN (overflowed) CROWN bound yields to the interval one, never the reverse
+        zl, zu = unbounded_if_nan(np.fmax(zl, il), np.fmin(zu, iu))
         out.append((zl, zu))
         relax.append(layer.activation.relaxation(zl, zu))
     return out

@@ -55,7 +55,7 @@ import scipy.sparse as sp
 
 from .floats import EPS, TINY, round_up
 
-__all__ = ["ChainCheck", "certify_blocks", "certify_chain"]
+__all__ = ["ChainCheck", "certificate_bytes", "certify_blocks", "certify_chain"]
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -70,6 +70,15 @@ class ChainCheck:
     attempts: int = 0
     why: str = ""
     details: dict[str, float] = field(default_factory=dict)
+
+
+def certificate_bytes(sizes: Sequence[int]) -> int:
+    """Peak working memory of :func:`certify_chain` for block sizes ``[n_0, n_1, …, n_L]``: each
+    dense diagonal block with its copies and factor (8 per block), each coupling with its solve
+    (4). The input block is the *unreduced* ``n_0 × n_0`` one (the solver's reduction is not
+    used here), so a wide input dominates."""
+    n = np.asarray(list(sizes), dtype=float)
+    return int(8 * (8 * float(np.sum(n * n)) + 4 * float(np.sum(n[:-1] * n[1:]))))
 
 
 def _gamma(k: int) -> float:

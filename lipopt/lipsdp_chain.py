@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from .errors import LipoptError
 from .floats import round_up
-from .lipsdp_certify import certify_chain
+from .lipsdp_certify import certificate_bytes, certify_chain
 from .results import Certificate
 from .solvers.lipsdp_chain import BlockRows, LMIData, solve_lmi
 from .solvers.mixing import blas_threads
@@ -122,7 +122,7 @@ def _power_of_two_norm(w: Matrix) -> float:
     est = float(sp.linalg.norm(w)) if sp.issparse(w) else float(np.linalg.norm(w))
     if not math.isfinite(est) or est <= 0.0:
         return 1.0
-    return 2.0 ** round(math.log2(est))
+    return 2.0 ** min(round(math.log2(est)), 1023)  # 2^1024 overflows (est near the float maximum)
 
 
 def prepare_chain(
@@ -182,10 +182,12 @@ def lipsdp_bound(
     if chain.constant:
         return Certificate(0.0, True, "no live neuron in a layer (constant map)", 0.0)
     data = chain.lmi_data()
-    need = data.memory_bytes()
+    # the solver's data and the certificate's dense blocks (unreduced input block) coexist
+    need = data.memory_bytes() + certificate_bytes([chain.weights[0].shape[1], *chain.hidden_sizes])
     if need > max_memory_bytes:
         raise LipoptError(
-            f"lipsdp would need about {need / 1e9:.1f} GB (LMI order {data.m}), above the memory limit "
+            f"lipsdp would need about {need / 1e9:.1f} GB (LMI order {data.m}, "
+            f"{chain.weights[0].shape[1]} inputs), above the memory limit "
             f"of {max_memory_bytes / 1e9:.1f} GB; raise --max-memory"
         )
     with blas_threads(blas_threads_limit):

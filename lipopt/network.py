@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from .activations import ACTIVATIONS, IDENTITY, Activation
+from .activations import ACTIVATIONS, IDENTITY, Activation, unbounded_if_nan
 from .errors import LipoptError
 from .floats import EPS
 
@@ -678,7 +678,8 @@ class Network:
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for layer in self.layers[:-1]:
             zl, zu, inner = layer.interval_bounds(lo, hi)
-            out.extend(inner)
+            zl, zu = unbounded_if_nan(zl, zu)
+            out.extend(unbounded_if_nan(*b) for b in inner)
             out.append((zl, zu))
             lo, hi = layer.activation.value_range(zl, zu)
         return out

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from .binary_pop import BinaryPOP, VariableTable, binarize, empty_pop, split_by_input, sum_of_squares
 from .errors import LipoptError
-from .floats import EPS, round_up, safe_sum
+from .floats import EIG_ERROR_CONSTANT, EPS, round_up, safe_sum
 from .polynomial import Polynomial
 
 # ℓ2: Σ_i p_i(u)² expands Σ_i |p_i|² products of monomials before merging (≈160 bytes and
@@ -275,12 +275,18 @@ def spectral_norm_upper(w) -> float:
         return float(np.sqrt(a.sum(axis=0).max() * a.sum(axis=1).max()) * (1 + 8 * EPS * max(w.shape)))
     wd = w.toarray() if sp.issparse(w) else np.asarray(w)
     gram = wd @ wd.T if wd.shape[0] <= wd.shape[1] else wd.T @ wd
+    if not np.all(np.isfinite(gram)):  # overflow: no finite bound from the Gram matrix
+        return math.inf
     lam = float(np.linalg.eigvalsh(gram)[-1])
-    # eigvalsh backward error ≤ c·n·eps·‖G‖; ‖G‖ ≤ ‖G‖_F. Rounding of the Gram product too.
-    margin = 8 * gram.shape[0] * EPS * float(np.linalg.norm(gram)) + 4 * min(wd.shape) * EPS * float(
-        (wd**2).sum()
-    )
-    return float(np.sqrt(max(lam + margin, 0.0)))
+    # eigvalsh: every eigenvalue of the computed Ĝ moves by ≤ c·n·eps·‖Ĝ‖_F (floats.py). The
+    # Gram entries are inner products of length k = max(shape) (the long side), so
+    # |Ĝ − G| ≤ γ_k |W||W|ᵀ and ‖Ĝ − G‖₂ ≤ γ_k ‖W‖_F² (the short side undercounts it: a 1×65536
+    # row was 90 eps low); the Frobenius sum is padded twice for its own rounding.
+    k = max(wd.shape)
+    margin = EIG_ERROR_CONSTANT * gram.shape[0] * EPS * float(np.linalg.norm(gram)) + 2 * (
+        k + 2
+    ) * EPS * float((wd**2).sum())
+    return round_up(float(np.sqrt(max(round_up(lam + margin), 0.0))))
 
 
 #: the registered norms by canonical name, in the order the CLI offers them

@@ -105,9 +105,11 @@ class LipSDP(Method):
         sizes = ctx.net.hidden_sizes
         n0 = min(ctx.net.input_dim, sizes[0]) if sizes else ctx.net.input_dim
         m, N = n0 + sum(sizes), sum(sizes)
-        return Size(
-            neurons=N, psd_blocks=1, largest_block=m, memory_bytes=8 * (8 * m * m + 12 * N * N + 2 * N * m)
-        )
+        from ..lipsdp_certify import certificate_bytes
+
+        # the solver's working set plus the certificate's dense blocks (unreduced input block)
+        memory = 8 * (8 * m * m + 12 * N * N + 2 * N * m) + certificate_bytes([ctx.net.input_dim, *sizes])
+        return Size(neurons=N, psd_blocks=1, largest_block=m, memory_bytes=memory)
 
     def run(self, ctx: Context, level, options: LipSDPOptions) -> BoundResult:
         if self.solver_for(ctx, options) == "conic":

@@ -445,8 +445,23 @@ def solve_lmi(
     Stops when ``ν μ ≤ rtol·ρ``, the primal residual is below ``1e-6`` and the objectives agree
     (``|ρ − ⟨CᴴC, Z⟩| ≤ rtol·ρ``), at the time limit
     (``status="time_limit"``), at ``max_iter`` or when the steps stall; the returned
-    ``(ρ, t_groups)`` is the last strictly feasible iterate.
+    ``(ρ, t_groups)`` is the last strictly feasible iterate. A numerical breakdown (overflow to
+    ``inf``/NaN in the data or the iterates) is a :class:`LipoptError`.
     """
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _solve_lmi(data, rtol=rtol, time_limit=time_limit, max_iter=max_iter, start=start)
+    except LipoptError:
+        raise
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise LipoptError(
+            f"LipSDP solver: numerical breakdown ({exc}); the weights are too large or too ill-conditioned"
+        ) from exc
+
+
+def _solve_lmi(
+    data: LMIData, *, rtol: float, time_limit: float | None, max_iter: int, start
+) -> tuple[float, np.ndarray, SolveInfo]:
     t_start = time.perf_counter()
     deadline = math.inf if time_limit is None else t_start + time_limit
     rho, t = start if start is not None else initial_point(data)
