@@ -271,6 +271,37 @@ def section_mnist(args) -> list[str]:
     return lines
 
 
+TITLE = "# Deep networks: layer-wise LP, branch and bound, LipBaB"
+
+
+def read_sections(path: Path) -> dict[str, list[str]]:
+    """The sections already in the results file (``## N. …`` up to the next one), by number, so a
+    run of some sections keeps the others' tables."""
+    if not path.is_file():
+        return {}
+    out: dict[str, list[str]] = {}
+    key = None
+    for line in path.read_text().splitlines():
+        m = re.match(r"^## (\d+)\.", line)
+        if m:
+            key = m.group(1)
+            out[key] = []
+        if key is not None:
+            out[key].append(line)
+    for lines in out.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return out
+
+
+def write_sections(path: Path, sections: dict[str, list[str]]) -> None:
+    lines = [TITLE, "", "Each section says when and how it was run (sections are rerun separately).", ""]
+    for key in sorted(sections, key=int):
+        lines += sections[key] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
 SECTIONS = {"1": section_lipbab, "2": section_wine, "3": section_digits, "4": section_sizes,
             "5": section_mnist}
 
@@ -287,13 +318,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M")
-    out = ["# Deep networks: layer-wise LP, branch and bound, LipBaB", "",
-           f"Run {started} on {os.cpu_count()} cores (shared machine), `python benchmarks/deep_nets.py "
-           f"--time-limit {args.time_limit:g}`.", ""]
+    stamp = (f"_Run {started} on {os.cpu_count()} cores (shared machine), `python benchmarks/deep_nets.py "
+             f"--sections {{key}} --time-limit {args.time_limit:g}`._")
+    sections = read_sections(args.out)
     for key in args.sections.split(","):
-        out += SECTIONS[key.strip()](args) + [""]
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(out) + "\n")
+        key = key.strip()
+        body = SECTIONS[key](args)
+        sections[key] = body[:1] + ["", stamp.format(key=key)] + body[1:]
+        write_sections(args.out, sections)
     print(f"wrote {args.out}")
 
 
