@@ -91,6 +91,7 @@ class BabSettings:
     lp: bool = True
     faces: bool = True
     seed_lower: bool = True
+    faces_depth: int = 0
     threads: int = 1
     seed: int = 0
 
@@ -768,7 +769,7 @@ class BranchAndBound:
 
     # ---- branching -------------------------------------------------------------------------
     def _branch(self, node: _Node) -> list[_Node]:
-        if node.faces_pending:
+        if node.faces_pending and node.depth >= self.settings.faces_depth:
             return self._faces(node)
         j = self._choose(node)
         kids = []
@@ -776,7 +777,8 @@ class BranchAndBound:
             split = node.split.copy()
             split[j] = sign
             kids.append(_Node(node.sub, node.lo, node.hi, split, node.upper, node.depth + 1, node.z,
-                              basis=node.basis, reach_basis=node.reach_basis, duals=node.duals))
+                              basis=node.basis, reach_basis=node.reach_basis, duals=node.duals,
+                              faces_pending=node.faces_pending))
         return kids
 
     def _faces(self, node: _Node) -> list[_Node]:

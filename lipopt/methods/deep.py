@@ -23,6 +23,8 @@ from ..results import BoundResult, Size, Status, Timings
 from ..solvers.highs import highs_version
 
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
+FACES_FIRST_MAX_INPUTS = 16
+FACES_DEFERRED_DEPTH = 12
 
 
 def quantity_of(ctx: Context) -> Quantity:
@@ -138,6 +140,10 @@ class BabOptions:
     lp: bool = field(default=True, metadata={"help": "bound nodes by the lifted LP (else intervals only)"})
     faces: bool = field(default=True, metadata={
         "help": "global: split the homogenized box into its 2n+1 faces first (needed to converge)"})
+    faces_depth: int = field(default=-1, metadata={
+        "help": "global: neuron splits above the 2n+1 faces (-1 auto: 0 for inputs of at most "
+                f"{FACES_FIRST_MAX_INPUTS} coordinates, else {FACES_DEFERRED_DEPTH}: the faces multiply the "
+                "open nodes by 2n+1 while reachability barely bites on them for wide inputs)"})
     lower_search: str = field(default="auto", metadata={
         "help": "start from the lower-bound search's best secant (method lower); auto: for global "
                 "constants only (on a box the search's own points find it faster)",
@@ -167,9 +173,12 @@ class Bab(_LayerwiseMethod):
             return BoundResult.refused(self.name, None, why)
         if not 0 <= options.gap < 1:
             raise LipoptError(f"bab gap must be in [0, 1), got {options.gap}")
+        faces_depth = options.faces_depth
+        if faces_depth < 0:
+            faces_depth = 0 if ctx.net.input_dim <= FACES_FIRST_MAX_INPUTS else FACES_DEFERRED_DEPTH
         settings = BabSettings(gap=options.gap, node_limit=options.node_limit or None,
                                branching=options.branching, lp=options.lp, faces=options.faces,
-                               threads=options.threads, seed=ctx.seed)
+                               faces_depth=faces_depth, threads=options.threads, seed=ctx.seed)
         try:
             bb = BranchAndBound(ctx.net, quantity_of(ctx), _domain(ctx), settings, ctx.budget(),
                                 ctx.progress)
