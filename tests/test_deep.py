@@ -96,6 +96,21 @@ def test_bab_global_closes(sizes, seed, norm):
     _assert_sound(out, exact)
 
 
+@pytest.mark.parametrize("faces_depth", [3, 100])
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_deferred_faces_stay_sound_and_close(faces_depth, norm):
+    """Neuron splits above the faces (deferred, or never for depth 100): the node's box is still
+    the homogenized box Q, whose maximum bounds the global constant; the faces below a split
+    node restore reachability, so the search still closes at the exact value."""
+    sizes, seed = NETS[3] if norm == "inf" else NETS[2]
+    net = random_net(sizes, seed=seed)
+    c = np.eye(net.output_dim)[0]
+    exact = _exact(net, norm, None, False, c)
+    out = _bab(net, norm, None, False, c, faces_depth=faces_depth)
+    _assert_sound(out, exact)
+    assert out.status == Status.OPTIMAL, out.note
+
+
 def test_leaky_relu_local_and_global():
     net = random_net([2, 4, 4, 1], seed=5, activation="leaky_relu")
     for box in (None, _box(net)):
