@@ -23,8 +23,7 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(BIN)/lipopt info $(NET)
-	$(BIN)/lipopt bound $(NET) --norm inf --output 0 --center x0 --eps 0.02 \
-		--method naive --method abs-product --method lp --degree 3 --seed 0
+	$(BIN)/lipopt bound $(NET) --norm inf --center x0 --eps 0.02 --seed 0
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -55,6 +55,7 @@ from .errors import LipoptError
 from .floats import EPS, round_up
 from .hierarchy.lifted import LiftedTemplate, NodeData
 from .network import Network
+from .progress import SILENT, Progress
 from .quantity import Quantity
 from .reach import (
     Chain,
@@ -67,7 +68,7 @@ from .reach import (
     tau_only_conflicts,
     verified_patterns,
 )
-from .registry import SILENT, Budget, Progress
+from .registry import Budget
 from .results import Status
 from .solvers._highs_box import HighsBox
 from .solvers.box_lp import BoxLP, dual_bound, proves_infeasible

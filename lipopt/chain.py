@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import LipoptError
 from .network import Network
+from .progress import reporting_to
 from .registry import SILENT, Context, Method, Progress, Suggestion, get_method, methods, parse_options
 from .relations import conversion_factor, describe_conversion
 from .results import BoundResult, LowerBound, Status, Timings
@@ -388,9 +389,10 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
         size = method.estimate(ctx, level, options)
         if size is not None and size.memory_bytes is not None:
             ctx.budget().check_memory(label, size.memory_bytes)
-        if method.interruptible:
-            return method.run(ctx, level, options)
-        return run_bounded(lambda: method.run(ctx, level, options), ctx.time_limit, ctx.max_memory_bytes)
+        with reporting_to(ctx.progress):
+            if method.stops_at_time_limit(ctx, level, options):
+                return method.run(ctx, level, options)
+            return run_bounded(lambda: method.run(ctx, level, options), ctx.time_limit, ctx.max_memory_bytes)
     except LipoptError as exc:
         return BoundResult.refused(method.name, level, str(exc), time.perf_counter() - t0)
     except StepTimeout:

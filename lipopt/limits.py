@@ -75,6 +75,8 @@ def run_bounded(fn: Callable[[], Any], time_limit: float | None, max_bytes: floa
     """
     if not fork_available():  # pragma: no cover - Linux CI always has fork
         return fn()
+    if multiprocessing.current_process().daemon:  # already in a bounded child: its limits apply
+        return fn()
     ctx = multiprocessing.get_context("fork")
     if max_bytes is not None:
         max_bytes = max(float(max_bytes), _current_vm_bytes() + 256e6)

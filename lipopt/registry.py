@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from .errors import LipoptError
+from .progress import SILENT, Progress  # noqa: F401  (re-exported: lipopt.registry.Progress)
 from .results import BoundResult, Size
 
 if typing.TYPE_CHECKING:
@@ -40,27 +41,6 @@ if typing.TYPE_CHECKING:
 @dataclass(frozen=True)
 class NoOptions:
     """A method without options."""
-
-
-class Progress:
-    """Where a long step reports what it is doing (a live bar in the CLI, nothing by default).
-
-    ``step(description)`` names the step that starts; ``report(**numbers)`` updates its figures
-    (a branch and bound: ``upper``, ``lower``, ``gap``, ``nodes``; an iterative solver its
-    iteration and objective). Implementations must be cheap: callers may report often.
-    """
-
-    def step(self, description: str) -> None:  # pragma: no cover - interface
-        pass
-
-    def report(self, **numbers: float) -> None:  # pragma: no cover - interface
-        pass
-
-    def done(self) -> None:  # pragma: no cover - interface
-        pass
-
-
-SILENT = Progress()
 
 
 @dataclass
@@ -238,6 +218,13 @@ class Method:
         """For the automatic chain: a :class:`Suggestion` when the method fits this request, else
         one line saying why not (default: not part of the automatic chain)."""
         return f"{self.name} runs only when asked for"
+
+    def stops_at_time_limit(self, ctx: Context, level: int | None, options: Any) -> bool:
+        """Whether this step's solvers stop at the time limit by themselves (default:
+        :attr:`interruptible`). ``False`` for a route through a solver that cannot be stopped from
+        outside (cvxpy's compilation, CVXOPT): the chain runs such a step in a child process that
+        it kills at the limit."""
+        return self.interruptible
 
     def estimate(self, ctx: Context, level: int | None, options: Any) -> Size | None:
         """The size of the step before building it (``memory_bytes`` is checked by the chain)."""

@@ -279,6 +279,10 @@ class SdpBall(Method):
             return "the ball SDP is for one-hidden-layer networks"
         return Suggestion((None,), 1.0, "ℓ2 Shor SDP with the input direction in the ball (one hidden layer)")
 
+    def stops_at_time_limit(self, ctx: Context, level: int | None, options: BallOptions) -> bool:
+        """The mixing method checks the clock; the LMI route (cvxpy) cannot be stopped."""
+        return options.solver.lower() == "mixing"
+
     def estimate(self, ctx: Context, level: int | None, options: BallOptions) -> Size:
         n0, n1 = ctx.net.input_dim, sum(ctx.net.hidden_sizes)
         return Size(psd_blocks=1, largest_block=n0 + n1 + 1, neurons=n1, memory_bytes=48 * (n0 + n1 + 1) ** 2)

@@ -54,6 +54,9 @@ class ExactPOP(Method):
             return f"{n} binary variables: too many vertices to enumerate"
         return Suggestion((None,), 0.0, f"exact maximum of the polynomial ({n} binary variables)")
 
+    #: the enumeration does not look at the clock: the chain runs it in a child process
+    interruptible = False
+
     def estimate(self, ctx: Context, level: int | None, options: ExactPOPOptions) -> Size:
         n = max((p.n_vars for p in ctx.problem().pops), default=0)
         terms = max((p.polynomial.num_terms for p in ctx.problem().pops), default=0)

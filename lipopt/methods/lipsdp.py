@@ -97,6 +97,10 @@ class LipSDP(Method):
             return f"{neurons} neurons: the LMI is too large"
         return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons, structured solver)")
 
+    def stops_at_time_limit(self, ctx: Context, level: int | None, options: LipSDPOptions) -> bool:
+        """The structured solver checks the clock; the conic route (cvxpy) cannot be stopped."""
+        return self.solver_for(ctx, options) == "structured"
+
     @staticmethod
     def solver_for(ctx: Context, options: LipSDPOptions) -> str:
         return "structured" if options.solver in ("auto", "structured") else "conic"
@@ -260,31 +264,17 @@ def _note(ctx: Context, per_target: bool) -> str:
 
 
 def _conic_row(ctx: Context, options: LipSDPOptions) -> BoundResult:
-    """The cvxpy interior-point route (:func:`lipopt.bounds._lipsdp_bound`), in a child process
-    stopped at the time and memory limits (CVXOPT cannot be interrupted)."""
+    """The cvxpy interior-point route (:func:`lipopt.bounds._lipsdp_bound`). CVXOPT cannot be
+    interrupted: :meth:`LipSDP.stops_at_time_limit` says so, and the chain runs this step in a
+    child process stopped at the time and memory limits."""
     from ..bounds import _lipsdp_bound
-    from ..limits import StepOutOfMemory, StepTimeout, run_bounded
     from ._legacy import _convert
 
     kw = {"per_target": options.per_target, "reduce_input": options.reduce_input}
     if options.solver in CONIC:
         kw["solver"] = options.solver
     kw.update(options.solver_options or {})
-    t0 = time.perf_counter()
-    try:
-        old = run_bounded(
-            lambda: _lipsdp_bound(ctx.net, ctx.norm, ctx.target, ctx.domain, {"lipsdp": kw}),
-            ctx.time_limit, ctx.max_memory_bytes,
-        )  # fmt: skip
-    except StepTimeout:
-        return BoundResult(
-            "lipsdp", None, math.inf, False, Status.TIME_LIMIT, Timings(time.perf_counter() - t0),
-            note="conic route stopped at the time limit before a certificate",
-        )  # fmt: skip
-    except StepOutOfMemory:
-        return BoundResult.refused(
-            "lipsdp", None, "conic route exceeded the memory limit", time.perf_counter() - t0
-        )
+    old = _lipsdp_bound(ctx.net, ctx.norm, ctx.target, ctx.domain, {"lipsdp": kw})
     row = _convert(old, None)
     if old.size.get("per_target"):
         return row.with_note("LipSDP of the scalar network cᵀN (the target folded into the last layer)")

@@ -39,6 +39,7 @@ from ..hierarchy.lp import BASES, build_lp, check_lp_size, default_project, esti
 from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, build_moment_relaxation, check_moment_size, psd_cliques
 from ..hierarchy.shor import DENSE_SHOR_LIMIT, quadratic_form, shor_program
 from ..polynomial import Polynomial
+from ..progress import report
 from ..registry import Context, Method, Suggestion, register
 from ..results import BoundResult, Certificate, Size, Status, Timings
 from ..solvers.base import Limits, Outcome, solve
@@ -217,6 +218,17 @@ def _route(poly: Polynomial, order: int, sa_level: int | None, options: SDPOptio
     return "moment"
 
 
+def _used_order(poly: Polynomial, order: int, sa_level: int | None) -> int:
+    """Without Sherali–Adams rows the moment order is raised to ``⌈deg p/2⌉``."""
+    return int(order) if sa_level is not None else max(int(order), math.ceil(poly.degree / 2))
+
+
+def sdp_route(pop, order: int, options: SDPOptions, sa_level: int | None = None) -> str:
+    """The route :func:`sdp_bound` takes for ``pop`` (see :func:`_route`)."""
+    poly = _unpack(pop)[0].reduce_binary()
+    return _route(poly, _used_order(poly, order, sa_level), sa_level, options)
+
+
 def _moment_cliques(poly: Polynomial, choice: str):
     """The clique structure (shared with the LP path) and the dense-PSD choice of ``cliques``."""
     heuristic = choice if choice in CLIQUE_METHODS and choice != "dense" else "min-degree"
@@ -247,7 +259,7 @@ def sdp_bound(
     t0 = time.perf_counter()
     if len(poly.variables_used()) == 0:
         return _constant(poly, slack)
-    used_order = int(order) if sa_level is not None else max(int(order), math.ceil(poly.degree / 2))
+    used_order = _used_order(poly, order, sa_level)
     note = f"moment order raised to {used_order} (⌈degree/2⌉)" if used_order > order else ""
     route = _route(poly, used_order, sa_level, options)
     limits = Limits(time_limit, options.max_iter, options.verbose)
@@ -349,7 +361,9 @@ def run_pops(
     budget = ctx.budget()
     parts: list[PartBound] = []
     over_time = 0
-    for pop in problem.pops:
+    for i, pop in enumerate(problem.pops):
+        if len(problem.pops) > 1:
+            report(pop=f"{i + 1}/{len(problem.pops)}")
         if pop.n_vars == 0:  # constant polynomial: exact
             parts.append(_constant(pop.polynomial, pop.rounding_slack))
         elif ctx.time_limit is not None and budget.expired():
@@ -424,6 +438,14 @@ class SDP(Method):
 
     def _order(self, level: int, options: SDPOptions) -> int:
         return int(level)
+
+    def stops_at_time_limit(self, ctx: Context, level: int | None, options: SDPOptions) -> bool:
+        """The mixing and Lagrangian routes check the clock; the moment route compiles through cvxpy
+        (and CVXOPT has no time limit), so a step with a moment POP runs in a child process."""
+        return all(
+            sdp_route(pop, self._order(level, options), options, self._sa_level(pop, int(level))) != "moment"
+            for pop in ctx.problem().pops if pop.n_vars
+        )
 
     def estimate(self, ctx: Context, level: int | None, options: SDPOptions) -> Size:
         return _estimate_pops(ctx, lambda pop: _sdp_estimate(

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..floats import EPS, safe_sum
+from ..progress import report
 from ..results import Certificate, Status
 from .base import Limits, Outcome, Shape, register_backend
 from .mixing import solve_shor_mixing
@@ -151,6 +152,7 @@ class _Lagrangian:
                 if fails >= 4:  # lost: restart from the best multipliers with the shorter step
                     mu, V, val, fails = best_mu, best_V, best, 0
             history.append(best)
+            report(round=done, upper=best, lower=lower)
             last_round = time.perf_counter() - t_round
             # stop when the last 10 rounds improved the bound by less than tol (relative)
             if done >= 15 and history[-11] - best <= max(tol, 1e-6) * abs(best):

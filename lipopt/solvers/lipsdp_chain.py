@@ -57,6 +57,7 @@ import scipy.linalg as sla
 from scipy.linalg import lapack
 
 from ..errors import LipoptError
+from ..progress import report
 
 __all__ = ["BlockRows", "LMIData", "SolveInfo", "initial_point", "solve_lmi"]
 
@@ -501,6 +502,7 @@ def _solve_lmi(
             info.status = "time_limit"
             break
         it += 1
+        report(iteration=it, gap=float(abs(st.rho - info.lower) / scale))
         M = _schur(data, proj_u, proj_z)
         M[1:, 1:][np.diag_indices(data.n_groups)] += st.w / st.t
         g_u = _adjoint(data, proj_u[0], proj_u[2])

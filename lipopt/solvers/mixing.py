@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from ..certificates import certify_shor_dual
 from ..errors import LipoptError
+from ..progress import report
 from ..results import Certificate, Status
 from .base import Limits, Outcome, ShorProgram, register_backend
 
@@ -239,6 +240,8 @@ class _Mixing:
             elif self.adaptive and it > 10 and f < f_prev - 1e-10 * scale and self.w > 1.0:
                 self.w = 1.0 + 0.8 * (self.w - 1.0)  # over-relaxation overshot: damp it
             f_prev = f
+            if it % 16 == 0:
+                report(iteration=it, objective=f, gradient=gnorm)
             if gnorm <= grad_thr or step == 0.0:
                 converged, gap = self.certify(tol)
                 if converged:
