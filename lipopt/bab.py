@@ -37,7 +37,10 @@ constant over ℝⁿ is at most the maximum over the box ``Q = [−1,1]ⁿ × [0
 most the maximum over the ``2n + 1`` faces ``{τ = 1}`` and ``{x'_i = ±1}`` of Q (the first branching;
 a face is a box with one coordinate fixed). ``τ = 0`` only adds closure points (and patterns of
 the bias-free network), which can only raise the bound. The root Q contains the origin, where
-every pattern is "reachable", so reachability only bites on the faces. A real point for the
+every pattern is "reachable", so reachability only bites on the faces. The faces may be split at any
+depth (``faces_depth``): a neuron split leaves the node's box equal to Q, so the faces of a
+split node are faces of Q restricted to its pattern; wide inputs defer them (2n + 1 children
+each, while reachability barely bites on a face of a wide box). A real point for the
 lower bound is ``x = x'/τ`` (or ``x'`` scaled up when ``τ = 0``), checked by a forward pass.
 """
 

@@ -342,3 +342,21 @@ def test_lifted_faces_tighten_the_global_bound():
     faces = get_method("lifted").run(ctx, None, parse_options("lifted", {"faces": True}))
     assert faces.status == Status.OPTIMAL and whole.status == Status.OPTIMAL
     assert exact * (1 - REL) <= faces.value <= whole.value * (1 + REL)
+
+
+def test_cold_interior_point_start_matches_the_simplex(monkeypatch):
+    """A large cold LP goes to the interior-point method (with crossover): same optimum, a
+    certified dual bound at least the optimum, and a basis that warm-starts the simplex."""
+    net = random_net([6, 48, 48, 48, 1], seed=7)
+    bb = BranchAndBound(net, Quantity("inf", np.ones((1, 1)), False), None, BabSettings(node_limit=0))
+    sub, data = bb.root_data(0)
+    lp = LiftedTemplate(bb.chain, "sum-abs").lp(data)
+    assert lp.rows + lp.cols >= _highs_box.COLD_IPM_MIN_SIZE
+    ipm = HighsBox().solve(lp, keep_basis=True)
+    monkeypatch.setattr(_highs_box, "COLD_IPM_MIN_SIZE", 10**9)
+    simplex = HighsBox().solve(lp, keep_basis=True)
+    assert ipm.status == simplex.status == "optimal"
+    assert ipm.solver_value == pytest.approx(simplex.solver_value, rel=1e-7)
+    assert dual_bound(lp, ipm.w) >= simplex.solver_value * (1 - 1e-9)
+    warm = HighsBox().solve(lp, basis=ipm.basis)
+    assert warm.status == "optimal" and warm.iterations <= 5
