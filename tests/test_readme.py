@@ -64,7 +64,7 @@ def shell_commands(block: Block) -> list[str]:
     for raw in block.text.splitlines():
         line = pending + raw.strip()
         if line.endswith("\\"):
-            pending = line[:-1] + " "
+            pending = line[:-1].rstrip() + " "
             continue
         pending = ""
         if line and not line.startswith("#"):
@@ -122,7 +122,7 @@ def test_methods_table_matches_registry() -> None:
     table = readme_methods_table(text)
     names = [re.match(r"\| `([^`]+)`", row).group(1) for row in table.splitlines()[2:]]
     assert names == list(methods()), "README methods table: names differ from the registry"
-    assert table == methods_table(), "README methods table is stale: regenerate with python tests/test_readme.py"
+    assert table == methods_table(), "README methods table is stale: run python tests/test_readme.py"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +223,39 @@ def test_readme_examples_run_as_written(tmp_path: Path) -> None:
         previous = block
     assert ran >= 5
     assert seen == set(NOT_RUN), f"NOT_RUN lists lines that are not in the README: {set(NOT_RUN) - seen}"
+
+
+def test_every_fence_is_a_block() -> None:
+    """No code block escapes the parser (a fence it did not pair would hide examples)."""
+    text = README.read_text(encoding="utf-8")
+    fences = [line for line in text.splitlines() if line.startswith("```")]
+    assert len(fences) == 2 * len(readme_blocks(text))
+
+
+def test_demo_commands_are_the_makefiles() -> None:
+    """The README shows what `make demo` runs: the Makefile's demo recipe, NET filled in."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    net = re.search(r"^NET \?= (\S+)", makefile, re.M).group(1)
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n?)+)", makefile, re.M).group(1)
+    joined = re.sub(r"\\\n\s*", " ", recipe)
+    demo = [
+        " ".join(line.strip().replace("$(BIN)/", "").replace("$(NET)", net).split())
+        for line in joined.splitlines()
+        if line.strip()
+    ]
+    blocks = readme_blocks(README.read_text(encoding="utf-8"))
+    shown = next(b for b in blocks if b.lang in SHELL_LANGS and "make demo" not in b.text)
+    assert [_without_comment(c) for c in shell_commands(shown)] == demo
+
+
+def test_parsers_on_a_sample() -> None:
+    block = Block("", "# a comment\nlipopt bound net.npz \\\n  --norm 2   # exit code 2\nmake demo\n", 1)
+    assert shell_commands(block) == ["lipopt bound net.npz --norm 2   # exit code 2", "make demo"]
+    assert _without_comment(shell_commands(block)[0]) == "lipopt bound net.npz --norm 2"
+    assert expected_code(shell_commands(block)[0]) == 2
+    table = "naive   1705.95  yes  optimal\nlp   3   145.297  NO  time_limit\nbest certified: 139.609 (bab)"
+    rows = [("naive", "1705.95"), ("lp 3", "145.297"), ("best", "139.609")]
+    assert _table_rows(table, {"naive", "lp"}) == rows
 
 
 if __name__ == "__main__":
