@@ -438,6 +438,8 @@ def _keep_monotone(previous: list[BoundResult], new: BoundResult, word: str | No
 # ---------------------------------------------------------------------------------------------
 #: at most this many non-cheap methods run in the automatic chain (the best-ranked ones)
 AUTO_MAX_METHODS = 2
+#: suggestions ranked at or above this are fallbacks, run only when nothing better was chosen
+AUTO_FALLBACK_RANK = 3.0
 
 
 def plan_automatic(ctx: Context) -> tuple[list[Method], dict[str, list[int]], list[str]]:
@@ -463,10 +465,15 @@ def plan_automatic(ctx: Context) -> tuple[list[Method], dict[str, list[int]], li
         else:
             lines.append(f"skipped {name}: {suggestion}")
     cheap = [(m, s) for m, s in chosen if s.cheap]
-    costly = sorted((ms for ms in chosen if not ms[1].cheap), key=lambda ms: ms[1].rank)
-    keep, dropped = costly[:AUTO_MAX_METHODS], costly[AUTO_MAX_METHODS:]
-    for m, s in dropped:
-        lines.append(f"skipped {m.name}: {s.reason} (a tighter method was chosen)")
+    keep: list[tuple[Method, Suggestion]] = []
+    for m, s in sorted((ms for ms in chosen if not ms[1].cheap), key=lambda ms: ms[1].rank):
+        by = next((k.name for k, _ in [*cheap, *keep] if m.name in k.subsumes), None)
+        if by is not None:
+            lines.append(f"skipped {m.name}: {s.reason} ({by} starts from this bound)")
+        elif len(keep) < AUTO_MAX_METHODS and not (keep and s.rank >= AUTO_FALLBACK_RANK):
+            keep.append((m, s))
+        else:
+            lines.append(f"skipped {m.name}: {s.reason} (a tighter method was chosen)")
     run = [get_method("naive"), *(m for m, _ in cheap), *(m for m, _ in keep), get_method("lower")]
     levels = {m.name: [k for k in s.levels if k is not None] for m, s in [*cheap, *keep] if m.hierarchy}
     picked = [
