@@ -19,6 +19,7 @@ Rules applied to the rows:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -392,7 +393,7 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
         with reporting_to(ctx.progress):
             if method.stops_at_time_limit(ctx, level, options):
                 return method.run(ctx, level, options)
-            return run_bounded(lambda: method.run(ctx, level, options), ctx.time_limit, ctx.max_memory_bytes)
+            return run_bounded(_in_child(ctx, method, level, options), ctx.time_limit, ctx.max_memory_bytes)
     except LipoptError as exc:
         return BoundResult.refused(method.name, level, str(exc), time.perf_counter() - t0)
     except StepTimeout:
@@ -404,6 +405,24 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
     except StepOutOfMemory:
         why = f"ran out of the memory limit ({ctx.max_memory_bytes / 1e9:.1f} GB); raise --max-memory"
         return _stopped(method, level, Status.MEMORY_LIMIT, why, t0)
+
+
+#: share of the step's time limit given to the solvers of a step run in a child process, so that a
+#: solver with a limit of its own (SCS, Clarabel) stops and certifies before the child is killed
+CHILD_SOLVER_SHARE = 0.85
+
+
+def _in_child(ctx: Context, method: Method, level: int | None, options: Any):
+    """The step as run in the (forked) child: its solvers get :data:`CHILD_SOLVER_SHARE` of the
+    limit; the parent kills the child at the full limit."""
+    parent = os.getpid()
+
+    def run() -> BoundResult:
+        if os.getpid() != parent and ctx.time_limit is not None:  # the child's own copy of ctx
+            ctx.time_limit = CHILD_SOLVER_SHARE * ctx.time_limit
+        return method.run(ctx, level, options)
+
+    return run
 
 
 def _stopped(method: Method, level: int | None, status: Status, why: str, t0: float) -> BoundResult:
