@@ -23,6 +23,7 @@ import numpy as np
 from .chain import AUTO, DEFAULT_TIME_LIMIT, ChainResult, bound_chain
 from .errors import LipoptError
 from .network import Network
+from .progress import Progress
 
 
 def bound(
@@ -38,7 +39,7 @@ def bound(
     max_memory_gb: float = 8.0,
     seed: int = 0,
     input_shape: Sequence[int] | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
     options: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
 ) -> ChainResult:
@@ -65,7 +66,10 @@ def bound(
         max_memory_gb: steps estimated above this are refused before building.
         seed: seed of the lower-bound search and of randomized solvers.
         input_shape: shape of one input sample, e.g. ``(1, 28, 28)``.
-        progress: a progress bar on stderr.
+        progress: ``True`` for a bar on stderr, or a :class:`~lipopt.progress.Progress` that
+            receives every step's ``step(name)`` and ``report(**figures)`` calls (a branch and
+            bound reports ``upper``, ``lower``, ``gap``, ``nodes``): record them to plot how a
+            bound converges.
         options: per method (options group) a mapping of its Options fields.
         trust_pickle: allow loading a pickled ``.pt`` model (runs code from the file: only for
             files you trust).

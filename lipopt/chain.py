@@ -19,6 +19,7 @@ Rules applied to the rows:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -392,7 +393,7 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
         with reporting_to(ctx.progress):
             if method.stops_at_time_limit(ctx, level, options):
                 return method.run(ctx, level, options)
-            return run_bounded(lambda: method.run(ctx, level, options), ctx.time_limit, ctx.max_memory_bytes)
+            return run_bounded(_in_child(ctx, method, level, options), ctx.time_limit, ctx.max_memory_bytes)
     except LipoptError as exc:
         return BoundResult.refused(method.name, level, str(exc), time.perf_counter() - t0)
     except StepTimeout:
@@ -404,6 +405,24 @@ def _run_step(ctx: Context, method: Method, level: int | None, options: Any) -> 
     except StepOutOfMemory:
         why = f"ran out of the memory limit ({ctx.max_memory_bytes / 1e9:.1f} GB); raise --max-memory"
         return _stopped(method, level, Status.MEMORY_LIMIT, why, t0)
+
+
+#: share of the step's time limit given to the solvers of a step run in a child process, so that a
+#: solver with a limit of its own (SCS, Clarabel) stops and certifies before the child is killed
+CHILD_SOLVER_SHARE = 0.85
+
+
+def _in_child(ctx: Context, method: Method, level: int | None, options: Any):
+    """The step as run in the (forked) child: its solvers get :data:`CHILD_SOLVER_SHARE` of the
+    limit; the parent kills the child at the full limit."""
+    parent = os.getpid()
+
+    def run() -> BoundResult:
+        if os.getpid() != parent and ctx.time_limit is not None:  # the child's own copy of ctx
+            ctx.time_limit = CHILD_SOLVER_SHARE * ctx.time_limit
+        return method.run(ctx, level, options)
+
+    return run
 
 
 def _stopped(method: Method, level: int | None, status: Status, why: str, t0: float) -> BoundResult:
@@ -438,6 +457,8 @@ def _keep_monotone(previous: list[BoundResult], new: BoundResult, word: str | No
 # ---------------------------------------------------------------------------------------------
 #: at most this many non-cheap methods run in the automatic chain (the best-ranked ones)
 AUTO_MAX_METHODS = 2
+#: suggestions ranked at or above this are fallbacks, run only when nothing better was chosen
+AUTO_FALLBACK_RANK = 3.0
 
 
 def plan_automatic(ctx: Context) -> tuple[list[Method], dict[str, list[int]], list[str]]:
@@ -463,10 +484,15 @@ def plan_automatic(ctx: Context) -> tuple[list[Method], dict[str, list[int]], li
         else:
             lines.append(f"skipped {name}: {suggestion}")
     cheap = [(m, s) for m, s in chosen if s.cheap]
-    costly = sorted((ms for ms in chosen if not ms[1].cheap), key=lambda ms: ms[1].rank)
-    keep, dropped = costly[:AUTO_MAX_METHODS], costly[AUTO_MAX_METHODS:]
-    for m, s in dropped:
-        lines.append(f"skipped {m.name}: {s.reason} (a tighter method was chosen)")
+    keep: list[tuple[Method, Suggestion]] = []
+    for m, s in sorted((ms for ms in chosen if not ms[1].cheap), key=lambda ms: ms[1].rank):
+        by = next((k.name for k, _ in [*cheap, *keep] if m.name in k.subsumes), None)
+        if by is not None:
+            lines.append(f"skipped {m.name}: {s.reason} ({by} starts from this bound)")
+        elif len(keep) < AUTO_MAX_METHODS and not (keep and s.rank >= AUTO_FALLBACK_RANK):
+            keep.append((m, s))
+        else:
+            lines.append(f"skipped {m.name}: {s.reason} (a tighter method was chosen)")
     run = [get_method("naive"), *(m for m, _ in cheap), *(m for m, _ in keep), get_method("lower")]
     levels = {m.name: [k for k in s.levels if k is not None] for m, s in [*cheap, *keep] if m.hierarchy}
     picked = [

@@ -95,6 +95,8 @@ class Context:
         self.seed, self.time_limit, self.max_memory_bytes = seed, time_limit, max_memory_bytes
         self.progress = progress
         self._problem: LipschitzProblem | LipoptError | None = None
+        #: results several steps share, keyed by what computed them (e.g. the lower-bound search)
+        self.memo: dict[Any, Any] = {}
 
     @property
     def is_local(self) -> bool:
@@ -107,6 +109,14 @@ class Context:
         from .problems import derivative_ranges
 
         return derivative_ranges(self.net, self.domain)
+
+    @cached_property
+    def unstable_neurons(self) -> int:
+        """Hidden neurons whose derivative range over the domain is not a single value (the binary
+        variables of the POPs, the neurons a branch and bound splits)."""
+        import numpy as np
+
+        return sum(int(np.count_nonzero(np.asarray(lo) < np.asarray(hi))) for lo, hi in self.ranges)
 
     def problem(self) -> LipschitzProblem:
         """The norm-gradient POPs of the request, built once; a build that was refused (too many
@@ -185,6 +195,9 @@ class Method:
     #: False when the solver cannot be stopped from outside: the chain then runs each step in a
     #: child process under the time and memory limits (:mod:`lipopt.limits`)
     interruptible: ClassVar[bool] = True
+    #: methods whose bound this one's first step already gives: the automatic chain does not run
+    #: them beside this one
+    subsumes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def group(cls) -> str:

@@ -85,3 +85,32 @@ def test_result_renders_as_text_and_html():
     text = str(res)
     assert "best certified" in text and "automatic chain:" in text
     assert res.plan and any(line.startswith("chose") for line in res.plan)
+
+
+def test_bound_forwards_a_progress_object_for_convergence_plots():
+    """A recording Progress gets the branch and bound's trajectory: uppers never rise, lowers
+    never fall, every upper stays above every lower, and the last report is the row's value."""
+    from lipopt.progress import Progress
+
+    class Recorder(Progress):
+        def __init__(self) -> None:
+            self.steps: list[str] = []
+            self.reports: list[tuple[str, dict]] = []
+
+        def step(self, description: str) -> None:
+            self.steps.append(description)
+
+        def report(self, **numbers: float) -> None:
+            self.reports.append((self.steps[-1], numbers))
+
+    rec = Recorder()
+    net = random_net([3, 8, 8, 8, 2], seed=3)
+    res = lipopt.bound(net, "inf", output=0, domain=(-1.0, 1.0), methods=["bab"], progress=rec)
+    seen = [n for step, n in rec.reports if step == "bab"]
+    assert "bab" in rec.steps and seen
+    uppers, lowers = [n["upper"] for n in seen], [n["lower"] for n in seen]
+    assert all(a >= b for a, b in zip(uppers, uppers[1:], strict=False))
+    assert all(a <= b for a, b in zip(lowers, lowers[1:], strict=False))
+    assert min(uppers) >= max(lowers) * (1 - 1e-12)
+    bab = next(r for r in res.rows if r.method == "bab")
+    assert uppers[-1] == pytest.approx(bab.value, rel=1e-12)

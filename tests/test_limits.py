@@ -69,3 +69,25 @@ def test_a_finished_child_returns_its_row(stubborn):
     chain = bound_chain(random_net([3, 4, 1], seed=0), "inf", ["quick"], time_limit=30)
     (row,) = chain.bounds
     assert row.status is Status.OPTIMAL and row.certified and row.value == 1.0
+
+
+def test_a_childs_solvers_stop_before_the_child_is_killed():
+    """A solver with a time limit of its own (SCS, Clarabel) gets a share of the step's limit in the
+    child, so that it can stop and certify before the parent kills the child at the full limit."""
+    from lipopt.chain import CHILD_SOLVER_SHARE
+
+    def run(self, ctx, level, options):
+        return BoundResult.from_certificate(
+            self.name, None, Certificate(ctx.time_limit, True, "test"), Status.OPTIMAL, Timings()
+        )
+
+    register(type("Seer", (Method,), {"name": "seer", "summary": "reports its time limit",
+                                      "interruptible": False, "run": run}))
+    try:
+        net = random_net([3, 4, 1], seed=0)
+        (row,) = bound_chain(net, "inf", ["seer"], time_limit=30).bounds
+        assert row.value == CHILD_SOLVER_SHARE * 30 < 30
+        (again,) = bound_chain(net, "inf", ["seer"], time_limit=30).bounds
+        assert again.value == row.value  # the parent's request is untouched
+    finally:
+        _REGISTRY.pop("seer", None)

@@ -22,6 +22,8 @@ def test_the_tutorial_notebooks_exist():
         "02_degree_sweeps.ipynb",
         "03_sparsity_and_cliques.ipynb",
         "04_comparison_certdnn.ipynb",
+        "06_deep_networks.ipynb",
+        "07_published_tables.ipynb",
     } <= {p.name for p in NOTEBOOKS}
 
 

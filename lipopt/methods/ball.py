@@ -277,6 +277,9 @@ class SdpBall(Method):
     def suggest(self, ctx: Context) -> Suggestion | str:
         if ctx.net.depth != 1 or not ctx.net.is_chain:
             return "the ball SDP is for one-hidden-layer networks"
+        if ctx.target.is_network and ctx.net.output_dim > 1:
+            why = "ℓ2 Shor SDP in the ball per output, combined into the network's constant (‖(L_k)‖₂, loose)"
+            return Suggestion((None,), 3.0, why)
         return Suggestion((None,), 1.0, "ℓ2 Shor SDP with the input direction in the ball (one hidden layer)")
 
     def stops_at_time_limit(self, ctx: Context, level: int | None, options: BallOptions) -> bool:

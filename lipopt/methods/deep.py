@@ -25,6 +25,14 @@ from ..solvers.highs import highs_version
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "identity")
 FACES_FIRST_MAX_INPUTS = 16
 FACES_DEFERRED_DEPTH = 12
+#: unstable neurons up to which the automatic chain expects the branch and bound to close the gap
+#: (measured: LipBaB's 10-30-30-30-3 on [0, 0.1]^10 has 21 and closes in 2–4 s for every norm;
+#: ExLipBaB's wine net, 24 and global, closes in about a minute; 64 global do not close in 60 s)
+BAB_CLOSES = 30
+#: global ℓ2: the 2n + 1 faces of the homogenized box multiply the work and the ℓ2 node bounds are
+#: weaker; expected to close when (inputs × unstable neurons) stays below this (wine: 11 × 24;
+#: a random 30-20-6 net, 30 × 20, is still at a gap of 0.5 after 20 s)
+BAB_CLOSES_GLOBAL_L2 = 300
 
 
 def quantity_of(ctx: Context) -> Quantity:
@@ -156,6 +164,7 @@ class Bab(_LayerwiseMethod):
     """Branch and bound on activation patterns (module :mod:`lipopt.bab`)."""
 
     name = "bab"
+    subsumes = ("lifted",)  # its first nodes are bounded by the lifted LP
     summary = "branch and bound on activation patterns: certified upper, verified lower, exact when closed"
     Options = BabOptions
     batch = BATCH
@@ -195,7 +204,17 @@ class Bab(_LayerwiseMethod):
         why = self.applies(ctx)
         if why is not None:
             return why
-        return Suggestion((None,), 0.5, "branch and bound on activation patterns: exact when the gap closes")
+        unstable = ctx.unstable_neurons
+        work = unstable * (ctx.net.input_dim if ctx.norm == "2" and not ctx.is_local else 1)
+        if unstable <= BAB_CLOSES and (ctx.norm != "2" or ctx.is_local or work <= BAB_CLOSES_GLOBAL_L2):
+            why = f"branch and bound on the patterns of {unstable} unstable neurons: exact if it closes"
+            return Suggestion((None,), 0.5, why)
+        if ctx.norm == "2":
+            faces = "" if ctx.is_local else f" and {2 * ctx.net.input_dim + 1} input faces"
+            return (f"{unstable} unstable neurons{faces}: the ℓ2 branch and bound would not close (LipSDP "
+                    "is tighter at this size); ask for it by name")
+        why = f"anytime branch and bound ({unstable} unstable neurons: may stop at the time limit, certified)"
+        return Suggestion((None,), 1.5, why)
 
 
 @register

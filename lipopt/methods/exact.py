@@ -45,6 +45,8 @@ class ExactPOP(Method):
     Options = ExactPOPOptions
 
     def suggest(self, ctx: Context) -> Suggestion | str:
+        if ctx.unstable_neurons > 16:  # every unstable neuron is a binary variable
+            return f"{ctx.unstable_neurons} binary variables or more: too many vertices to enumerate"
         try:
             problem = ctx.problem()
         except LipoptError as exc:

@@ -27,6 +27,14 @@ class Lower(Method):
     Options = LowerOptions
 
     def search(self, ctx: Context, options: LowerOptions) -> LowerBound:
+        """The best secant found (memoized per request: a branch and bound that starts from it
+        and the chain's lower-bound row share one search)."""
+        key = (self.name, options)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._search(ctx, options)
+        return ctx.memo[key]
+
+    def _search(self, ctx: Context, options: LowerOptions) -> LowerBound:
         from ..bounds import lower_bound
 
         return lower_bound(

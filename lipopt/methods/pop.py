@@ -38,6 +38,7 @@ from ..graph import CLIQUE_METHODS, clique_structure
 from ..hierarchy.lp import BASES, build_lp, check_lp_size, default_project, estimate_lp_size
 from ..hierarchy.sdp import DEFAULT_MAX_BLOCK, build_moment_relaxation, check_moment_size, psd_cliques
 from ..hierarchy.shor import DENSE_SHOR_LIMIT, quadratic_form, shor_program
+from ..norms import parse_norm
 from ..polynomial import Polynomial
 from ..progress import report
 from ..registry import Context, Method, Suggestion, register
@@ -381,6 +382,12 @@ def run_pops(
     return row
 
 
+def _combines_rows(ctx: Context) -> bool:
+    """Whether the POPs bound each output and combine them (no native form of the network's
+    constant in this norm), known without building them."""
+    return ctx.target.combination_note(ctx.norm) is not None and not parse_norm(ctx.norm).has_network_pops
+
+
 def _estimate_pops(ctx: Context, estimate_one: Callable[[object], Size]) -> Size:
     pops = ctx.problem().pops
     return _merge_sizes([estimate_one(p) for p in pops], len(pops))
@@ -400,6 +407,9 @@ class LP(Method):
         return [deg, deg + 1]
 
     def suggest(self, ctx: Context) -> Suggestion | str:
+        if _combines_rows(ctx) and ctx.norm == "2":
+            # a fallback: not worth expanding the per-output ℓ2 polynomials just to rank it
+            return Suggestion((2,), 3.5, "per-output ℓ2 bounds combined into the network's constant (loose)")
         try:
             problem = ctx.problem()
         except LipoptError as exc:
@@ -408,10 +418,16 @@ class LP(Method):
         if ctx.norm == "2" and degree > 4:
             return f"the ℓ2 polynomial has degree {degree}: its LP is large and loose"
         level = max(degree, 2)
+        # per-output bounds combined into the network's constant (ℓ2: ‖(L_k)‖₂) are loose
+        combined = 2.0 if problem.combination_note else 0.0
+        also = ", per-output bounds combined" if combined else ""
         if ctx.net.depth == 1:
-            why = f"Sherali–Adams level {level} = the polynomial degree (one hidden layer)"
-            return Suggestion((level,), 1.5, why)
-        return Suggestion((level,), 2.5, f"the polynomial has {problem.pops[0].polynomial.num_terms:,} terms")
+            why = f"Sherali–Adams level {level} = the polynomial degree (one hidden layer){also}"
+            return Suggestion((level,), 1.5 + combined, why)
+        # several hidden layers: s is free of the input, so the hierarchy tends to the maximum over
+        # all activation patterns; the layer-wise methods with reachability (lifted, bab) are tighter
+        terms = problem.pops[0].polynomial.num_terms
+        return Suggestion((level,), 3.0 + combined, f"the polynomial has {terms:,} terms{also}")
 
     def estimate(self, ctx: Context, level: int | None, options: LPOptions) -> Size:
         return _estimate_pops(ctx, lambda pop: _lp_estimate(pop, int(level), options, ctx.max_memory_bytes))
