@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lipopt.network import Network
+from lipopt.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "external"
@@ -32,3 +33,17 @@ def external() -> Path:
     if not EXTERNAL.is_dir():
         pytest.skip("../shared/external is not present")
     return EXTERNAL
+
+
+class Recorder(Progress):
+    """Every ``step`` and ``report`` call, in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.reports: list[tuple[str, dict]] = []
+
+    def step(self, description: str) -> None:
+        self.steps.append(description)
+
+    def report(self, **numbers: float) -> None:
+        self.reports.append((self.steps[-1] if self.steps else "", numbers))

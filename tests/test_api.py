@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import random_net
+from conftest import Recorder, random_net
 
 import lipopt
 from lipopt.cli import main
@@ -90,19 +90,6 @@ def test_result_renders_as_text_and_html():
 def test_bound_forwards_a_progress_object_for_convergence_plots():
     """A recording Progress gets the branch and bound's trajectory: uppers never rise, lowers
     never fall, every upper stays above every lower, and the last report is the row's value."""
-    from lipopt.progress import Progress
-
-    class Recorder(Progress):
-        def __init__(self) -> None:
-            self.steps: list[str] = []
-            self.reports: list[tuple[str, dict]] = []
-
-        def step(self, description: str) -> None:
-            self.steps.append(description)
-
-        def report(self, **numbers: float) -> None:
-            self.reports.append((self.steps[-1], numbers))
-
     rec = Recorder()
     net = random_net([3, 8, 8, 8, 2], seed=3)
     res = lipopt.bound(net, "inf", output=0, domain=(-1.0, 1.0), methods=["bab"], progress=rec)

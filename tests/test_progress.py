@@ -7,28 +7,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import random_net
+from conftest import Recorder, random_net
 
 from lipopt import limits
 from lipopt.chain import bound_chain
 from lipopt.loaders import save_npz
 from lipopt.problems import make_domain, make_target
-from lipopt.progress import SILENT, Progress, report, reporting_to
+from lipopt.progress import SILENT, report, reporting_to
 from lipopt.results import Status
-
-
-class Recorder(Progress):
-    """Every ``step`` and ``report`` call, in order."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-        self.reports: list[tuple[str, dict]] = []
-
-    def step(self, description: str) -> None:
-        self.steps.append(description)
-
-    def report(self, **numbers: float) -> None:
-        self.reports.append((self.steps[-1] if self.steps else "", numbers))
 
 
 def _reports(rec: Recorder, step: str) -> list[dict]:
