@@ -98,8 +98,11 @@ class LipSDP(Method):
         return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons, structured solver)")
 
     def stops_at_time_limit(self, ctx: Context, level: int | None, options: LipSDPOptions) -> bool:
-        """The structured solver checks the clock; the conic route (cvxpy) cannot be stopped."""
-        return self.solver_for(ctx, options) == "structured"
+        """The structured solver checks the clock, and so do Clarabel, SCS and MOSEK; the conic
+        route's default, CVXOPT, has no time limit (its step runs in a child process). Clarabel is
+        never run in a forked child: its thread pool does not survive a fork."""
+        return self.solver_for(ctx, options) == "structured" or options.solver.upper() in (
+            "CLARABEL", "SCS", "MOSEK")
 
     @staticmethod
     def solver_for(ctx: Context, options: LipSDPOptions) -> str:
