@@ -283,10 +283,10 @@ class SdpBall(Method):
         return Suggestion((None,), 1.0, "ℓ2 Shor SDP with the input direction in the ball (one hidden layer)")
 
     def stops_at_time_limit(self, ctx: Context, level: int | None, options: BallOptions) -> bool:
-        """The mixing method checks the clock, and so do Clarabel, SCS and MOSEK; the LMI route's
-        default, CVXOPT, has no time limit (its step runs in a child process). Clarabel is never run
-        in a forked child: its thread pool does not survive a fork."""
-        return options.solver.upper() not in ("CVXOPT", "CONIC")
+        """The mixing method checks the clock; the LMI route's default (``conic``) is CVXOPT."""
+        from ..solvers.conic import stops_itself
+
+        return options.solver.lower() == "mixing" or stops_itself(options.solver)
 
     def estimate(self, ctx: Context, level: int | None, options: BallOptions) -> Size:
         n0, n1 = ctx.net.input_dim, sum(ctx.net.hidden_sizes)

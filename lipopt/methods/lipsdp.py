@@ -98,11 +98,10 @@ class LipSDP(Method):
         return Suggestion((None,), 1.2, f"LipSDP-Neuron ({neurons} neurons, structured solver)")
 
     def stops_at_time_limit(self, ctx: Context, level: int | None, options: LipSDPOptions) -> bool:
-        """The structured solver checks the clock, and so do Clarabel, SCS and MOSEK; the conic
-        route's default, CVXOPT, has no time limit (its step runs in a child process). Clarabel is
-        never run in a forked child: its thread pool does not survive a fork."""
-        return self.solver_for(ctx, options) == "structured" or options.solver.upper() in (
-            "CLARABEL", "SCS", "MOSEK")
+        """The structured solver checks the clock; the conic route's default (``conic``) is CVXOPT."""
+        from ..solvers.conic import stops_itself
+
+        return self.solver_for(ctx, options) == "structured" or stops_itself(options.solver)
 
     @staticmethod
     def solver_for(ctx: Context, options: LipSDPOptions) -> str:

@@ -456,11 +456,11 @@ class SDP(Method):
         return int(level)
 
     def stops_at_time_limit(self, ctx: Context, level: int | None, options: SDPOptions) -> bool:
-        """The mixing and Lagrangian routes check the clock, and so do the moment route's Clarabel and
-        SCS (chosen by the table); CVXOPT has no time limit, so a step that sends a moment POP to
-        it runs in a child process. (Clarabel is not run in a forked child: its thread pool does
-        not survive a fork.)"""
-        if options.solver.upper() != "CVXOPT":
+        """The mixing and Lagrangian routes check the clock; the table sends moment POPs to Clarabel
+        or SCS, which do too; a step that sends a moment POP to CVXOPT runs in a child process."""
+        from ..solvers.conic import stops_itself
+
+        if options.solver in ("auto", "mixing", "conic") or stops_itself(options.solver):
             return True
         return all(
             sdp_route(pop, self._order(level, options), options, self._sa_level(pop, int(level))) != "moment"

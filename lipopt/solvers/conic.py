@@ -67,6 +67,13 @@ def available_sdp_solvers() -> list[str]:
     return list(_available())
 
 
+def stops_itself(solver: str) -> bool:
+    """Whether the conic solver ``solver`` honours a time limit of its own (CVXOPT does not; a
+    step that uses it runs in a child process, :mod:`lipopt.limits`). Clarabel must never run in
+    a forked child: its thread pool does not survive a fork."""
+    return solver.upper() in ("MOSEK", *_TIME_KEY)
+
+
 def solver_time_limit_options(solver: str, time_limit: float | None) -> dict:
     """cvxpy ``solve`` keywords imposing a wall-clock limit (CVXOPT has none)."""
     if time_limit is None:
